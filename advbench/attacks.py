@@ -1,0 +1,88 @@
+"""One L-infinity projected-gradient core; FGSM is its one-step, no-random-start case (Foolbox style).
+
+Inputs live in the paper's pixel space [0, 1]; ``clip`` optionally projects adversarial inputs back onto
+that box (the paper does not clip). Attacks run in eval mode with parameter gradients off and restore the
+model's state afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` on parameters for the duration; both restored after."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss = F.cross_entropy
+) -> torch.Tensor:
+    """Gradient of the summed loss w.r.t. the input (summing keeps per-example gradients independent)."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = loss(model(x), y, reduction="sum")
+        (grad,) = torch.autograd.grad(value, x)
+    return grad
+
+
+def linf_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 1,
+    step_size: float | None = None,
+    random_start: bool = False,
+    clip: tuple[float, float] | None = None,
+    loss: Loss = F.cross_entropy,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Maximize ``loss`` within the L-inf ball of radius ``eps`` around ``x`` by signed-gradient steps.
+
+    FGSM: ``steps=1, step_size=eps``; BIM: ``steps>1``; PGD: ``random_start=True`` as well.
+    """
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    step_size = eps if step_size is None else step_size
+    x0 = x.detach()
+    x_adv = x0.clone()
+    if random_start:
+        x_adv = x_adv + torch.empty_like(x0).uniform_(-eps, eps, generator=generator)
+    with attack_mode(model):
+        for _ in range(steps):
+            grad = input_gradient(model, x_adv, y, loss)
+            x_adv = x_adv + step_size * grad.sign()
+            x_adv = x0 + (x_adv - x0).clamp(-eps, eps)
+            if clip is not None:
+                x_adv = x_adv.clamp(*clip)
+    return x_adv.detach()
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, clip: bool = False) -> torch.Tensor:
+    """The fast gradient sign method: ``x + eps * sign(grad_x J(x, y))``, optionally clipped to [0, 1]."""
+    return linf_pgd(model, x, y, eps, steps=1, clip=(0.0, 1.0) if clip else None)
+
+
+def fgsm_from_direction(x: torch.Tensor, direction: torch.Tensor, eps: float, clip: bool) -> torch.Tensor:
+    """FGSM examples for many eps from one precomputed ``sign(grad)``: the gradient does not depend on eps."""
+    x_adv = x + eps * direction
+    return x_adv.clamp(0.0, 1.0) if clip else x_adv

@@ -1,0 +1,193 @@
+"""``advbench prepare|train|attack|transfer|report``: the commands the workflow's rules call.
+
+Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
+the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json
+
+log = logging.getLogger("advbench")
+
+
+def _job(text: str) -> dict:
+    return json.loads(text)
+
+
+def _ray_settings(args: argparse.Namespace):
+    from advbench.dispatch import RaySettings
+
+    ray, threads = json.loads(args.ray), args.threads
+    return RaySettings(
+        num_cpus=threads,
+        num_gpus=ray.get("num_gpus"),
+        num_cpus_per_task=ray.get("num_cpus_per_task", 1),
+        num_gpus_per_task=ray.get("num_gpus_per_task", 0),
+        object_store_mb=ray.get("object_store_mb", 512),
+        max_retries=ray.get("max_retries", 2),
+        address=ray.get("address"),
+        use_ray=not args.no_ray,
+    )
+
+
+def _attack_settings(job: dict):
+    from advbench.jobs import AttackSettings
+
+    a = job["attack"]
+    return AttackSettings(tuple(a["eps"]), tuple(a["clip"]), a["batch_size"], a["label_source"])
+
+
+def _trained(model_json: str, regime_json: str, ckpts: list[str]):
+    from advbench.jobs import Trained
+
+    spec, regime = model_spec_from_json(model_json), regime_spec_from_json(regime_json)
+    return [Trained(spec, regime, c) for c in ckpts]
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from advbench.data import prepare_mnist
+
+    used = prepare_mnist(args.out, args.source, args.data_dir)
+    log.info("prepared %s from %s", args.out, used)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from advbench.jobs import run_train
+
+    job = _job(args.job)
+    spec, regime = model_spec_from_json(args.model), regime_spec_from_json(args.regime)
+    run_train(
+        args.data,
+        spec,
+        regime,
+        args.seeds,
+        args.checkpoints,
+        args.curves,
+        job["dataset"],
+        job.get("subset", {}),
+        _ray_settings(args),
+    )
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    from advbench.jobs import run_fgsm
+
+    job = _job(args.job)
+    trained = _trained(args.model, args.regime, args.checkpoints)
+    run_fgsm(
+        args.data,
+        trained,
+        trained,
+        args.seeds,
+        args.out,
+        job["dataset"],
+        job.get("subset", {}),
+        _attack_settings(job),
+        _ray_settings(args),
+    )
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    from advbench.jobs import run_fgsm
+
+    job = _job(args.job)
+    sources = _trained(args.source_model, args.source_regime, args.source_checkpoints)
+    targets = _trained(args.target_model, args.target_regime, args.target_checkpoints)
+    run_fgsm(
+        args.data,
+        sources,
+        targets,
+        args.seeds,
+        args.out,
+        job["dataset"],
+        job.get("subset", {}),
+        _attack_settings(job),
+        _ray_settings(args),
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from advbench.report import make_report
+
+    table = make_report(args.attack, args.transfer, args.out_dir)
+    log.info("paper comparison:\n%s", table.to_string(index=False))
+
+
+def _dispatch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+    p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
+    p.add_argument(
+        "--ray",
+        default=os.environ.get(RAY_ENV, "{}"),
+        help="JSON: the config's ray section (default: $ADVBENCH_RAY, set by the workflow)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--threads", type=int, default=1, help="CPUs for the embedded Ray (the rule's threads)")
+    p.add_argument("--no-ray", action="store_true", help="run the seeds serially in this process")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="advbench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quiet", action="store_true", help="log warnings only")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="read, verify and split MNIST")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--source", choices=["auto", "local", "torchvision"], default="auto")
+    p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $ADVBENCH_DATA)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train one (model, regime) over seeds, one Ray task per seed")
+    _dispatch_args(p)
+    p.add_argument("--model", required=True, help="model spec (JSON)")
+    p.add_argument("--regime", required=True, help="regime spec (JSON)")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="one .safetensors per seed")
+    p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("attack", help="FGSM over the eps grid on a model's own test examples")
+    _dispatch_args(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--regime", required=True)
+    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("transfer", help="FGSM examples of a source model scored on a target model")
+    _dispatch_args(p)
+    for end in ("source", "target"):
+        p.add_argument(f"--{end}-model", required=True)
+        p.add_argument(f"--{end}-regime", required=True)
+        p.add_argument(f"--{end}-checkpoints", nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("report", help="paper-vs-reproduced tables from the Parquet results")
+    p.add_argument("--attack", type=Path, nargs="*", default=[])
+    p.add_argument("--transfer", type=Path, nargs="*", default=[])
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

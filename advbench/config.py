@@ -1,0 +1,182 @@
+"""Typed experiment specs and the cross-reference checks the JSON Schema cannot express.
+
+The workflow validates ``config.yaml`` against ``workflow/schemas/config.schema.yaml`` (which also fills
+defaults); :func:`check_experiment` then checks that runs and transfer pairs name things that exist.
+Job specs travel from the rules to the CLI as JSON and come back here as dataclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_HASH_ENV, RAY_ENV = "ADVBENCH_CONFIG_HASH", "ADVBENCH_RAY"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """SGD schedule of the paper's pylearn2 maxout recipe (FIGURES.md); every value is a config knob."""
+
+    batch_size: int = 100
+    lr: float = 0.1
+    lr_decay: float = 1.000004
+    lr_min: float = 1e-6
+    momentum_start: float = 0.5
+    momentum_end: float = 0.7
+    momentum_start_epoch: int = 1
+    momentum_saturate_epoch: int = 250
+    max_epochs: int = 10
+    patience: int = 100
+    eval_batch_size: int = 2000
+    select_on: str = "clean"
+    monitor_eps: float = 0.25
+    monitor_train: int | None = 10_000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of one model entry of ``config['models']``."""
+
+    name: str
+    arch: str
+    units: int = 240
+    pieces: int = 5
+    hidden_layers: int = 2
+    init_range: float = 0.005
+    max_col_norm: float | None = 1.9365
+    input_keep: float = 0.8
+    input_scale: float = 1.0
+    hidden_keep: float = 0.5
+    hidden_scale: float = 2.0
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+
+@dataclass(frozen=True)
+class RegimeSpec:
+    """Training objective: ``clean`` or the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``."""
+
+    name: str
+    kind: str
+    alpha: float = 0.5
+    eps: float = 0.25
+    clip: bool = False
+    grad_in_train_mode: bool = True
+
+
+def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a (schema-validated) config entry."""
+    fields = {k: v for k, v in entry.items() if k != "train"}
+    return ModelSpec(name=name, train=TrainSpec(**entry.get("train", {})), **fields)
+
+
+def regime_spec(name: str, entry: dict[str, Any]) -> RegimeSpec:
+    """Build a :class:`RegimeSpec` from a (schema-validated) config entry."""
+    return RegimeSpec(name=name, **entry)
+
+
+def spec_to_json(spec: ModelSpec | RegimeSpec) -> str:
+    """Serialize a spec for the command line of a rule."""
+    return json.dumps(asdict(spec), sort_keys=True)
+
+
+def model_spec_from_json(text: str) -> ModelSpec:
+    data = json.loads(text)
+    return model_spec(data.pop("name"), data)
+
+
+def regime_spec_from_json(text: str) -> RegimeSpec:
+    data = json.loads(text)
+    return regime_spec(data.pop("name"), data)
+
+
+def run_id(model: str, regime: str) -> str:
+    """The name of a trained (model, regime) pair, as used in transfer pairs and results."""
+    return f"{model}-{regime}"
+
+
+def split_run_id(run: str) -> tuple[str, str]:
+    model, _, regime = run.partition("-")
+    return model, regime
+
+
+def check_experiment(config: dict[str, Any]) -> None:
+    """Check references between config sections; raise :class:`ConfigError` naming the key."""
+    models, regimes = config["models"], config["regimes"]
+    seen: set[str] = set()
+    for i, run in enumerate(config["runs"]):
+        if run["model"] not in models:
+            raise ConfigError(
+                f"runs[{i}].model: unknown model {run['model']!r}; expected one of {sorted(models)}"
+            )
+        if run["regime"] not in regimes:
+            raise ConfigError(
+                f"runs[{i}].regime: unknown regime {run['regime']!r}; expected one of {sorted(regimes)}"
+            )
+        rid = run_id(run["model"], run["regime"])
+        if rid in seen:
+            raise ConfigError(f"runs[{i}]: duplicate run {rid!r}")
+        seen.add(rid)
+    for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
+        for end in ("source", "target"):
+            if pair[end] not in seen:
+                raise ConfigError(
+                    f"transfer.pairs[{i}].{end}: {pair[end]!r} is not a trained run; "
+                    f"expected one of {sorted(seen)}"
+                )
+        if pair["source"] == pair["target"]:
+            raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate against the workflow's schema (filling defaults), then check cross-references."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(str(err)) from None
+    check_experiment(config)
+    return config
+
+
+def load_config(*paths: Path) -> dict[str, Any]:
+    """Load YAML files, later ones merged over earlier ones (as Snakemake merges ``--configfile``)."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as fh:
+            _merge(merged, yaml.safe_load(fh) or {})
+    return merged
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def export_to_jobs(config: dict[str, Any]) -> None:
+    """Hand the config hash and the Ray settings to the jobs through their environment.
+
+    Unlike rule params, these do not make Snakemake rerun finished jobs when they change.
+    """
+    os.environ[CONFIG_HASH_ENV] = config_hash(config)
+    os.environ[RAY_ENV] = json.dumps(config["ray"], sort_keys=True)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short, stable hash of a config, recorded in every result's provenance."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]

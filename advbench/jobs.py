@@ -1,0 +1,186 @@
+"""What one Snakemake job does: put the data once, run one task per seed, write one Parquet file.
+
+Task functions are module-level so Ray can ship them; each is also callable directly (the serial path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advbench import checkpoints, results
+from advbench.config import CONFIG_HASH_ENV, ModelSpec, RegimeSpec
+from advbench.data import load_splits, to_float
+from advbench.dispatch import RaySettings, pin_threads, run_tasks, task_device
+from advbench.evaluation import fgsm_scores
+from advbench.models import build
+from advbench.training import Tensors, task_seed, train_model
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model of one seed: its specs and its checkpoint."""
+
+    spec: ModelSpec
+    regime: RegimeSpec
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    eps: tuple[float, ...]
+    clips: tuple[bool, ...]
+    batch_size: int = 2000
+    label_source: str = "true"
+
+
+def _tensor(a: np.ndarray, device: str, images: bool) -> torch.Tensor:
+    """Object-store arrays are read-only: copy into a fresh tensor."""
+    return torch.from_numpy(to_float(a) if images else np.array(a, dtype=np.int64)).to(device)
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+    except Exception:  # noqa: BLE001 - provenance only
+        return "local"
+
+
+def train_task(
+    data: dict,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    dataset: str,
+    seed: int,
+    checkpoint: str,
+    settings: RaySettings,
+) -> dict:
+    """Train one (model, regime, seed), write its checkpoint, return its curve rows."""
+    pin_threads(settings.num_cpus_per_task)
+    device = task_device(settings.num_gpus_per_task)
+    tensors = Tensors(
+        *(_tensor(data[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
+    )
+    state, curves = train_model(spec, regime, tensors, task_seed(dataset, spec.name, regime.name, seed))
+    meta = {
+        "model": spec.name,
+        "regime": regime.name,
+        "seed": str(seed),
+        "spec": json.dumps(asdict(spec), sort_keys=True),
+    }
+    checkpoints.save(state, Path(checkpoint), meta)
+    keys = {"dataset": dataset, "seed": seed, "model": spec.name, "regime": regime.name}
+    return {"rows": [{**keys, **row} for row in curves], "node_id": _node_id(), "device": device}
+
+
+def load_model(trained: Trained, device: str) -> torch.nn.Module:
+    model = build(trained.spec).to(device)
+    checkpoints.load_into(model, Path(trained.checkpoint))
+    return model.eval()
+
+
+def fgsm_task(
+    data: dict,
+    source: Trained,
+    target: Trained,
+    dataset: str,
+    seed: int,
+    attack: AttackSettings,
+    settings: RaySettings,
+) -> dict:
+    """FGSM on the test set crafted on ``source``, scored on ``target`` (the same model for white-box)."""
+    pin_threads(settings.num_cpus_per_task)
+    device = task_device(settings.num_gpus_per_task)
+    src = load_model(source, device)
+    tgt = src if target == source else load_model(target, device)
+    x, y = _tensor(data["x_test"], device, True), _tensor(data["y_test"], device, False)
+    rows = fgsm_scores(src, tgt, x, y, attack.eps, attack.clips, attack.batch_size, attack.label_source)
+    keys = {"dataset": dataset, "seed": seed, "attack": "fgsm", "label_source": attack.label_source}
+    if target == source:
+        keys |= {"model": source.spec.name, "regime": source.regime.name}
+    else:
+        keys |= {
+            "source_model": source.spec.name,
+            "source_regime": source.regime.name,
+            "target_model": target.spec.name,
+            "target_regime": target.regime.name,
+        }
+    return {"rows": [{**keys, **row} for row in rows], "node_id": _node_id(), "device": device}
+
+
+def _write(
+    outputs: list[dict], kind: str, out: Path, rule: str, wildcards: dict, settings: RaySettings
+) -> None:
+    rows = [row for o in outputs for row in o["rows"]]
+    extra = {
+        "node_ids": sorted({o["node_id"] for o in outputs}),
+        "devices": sorted({o["device"] for o in outputs}),
+        "ray_address": settings.cluster_address or "embedded",
+    }
+    meta = results.provenance(os.environ.get(CONFIG_HASH_ENV, "unknown"), rule, wildcards, extra)
+    results.write_table(rows, kind, out, meta)
+
+
+def subset_data(path: Path, subset: dict) -> dict:
+    return load_splits(path, subset.get("n_train"), subset.get("n_val"), subset.get("n_test")).as_dict()
+
+
+def run_train(
+    data_path: Path,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    seeds: Sequence[int],
+    ckpts: Sequence[str],
+    curves_out: Path,
+    dataset: str,
+    subset: dict,
+    settings: RaySettings,
+) -> None:
+    """One Snakemake train job: a task per seed, then the curves of all seeds in one file."""
+    data = subset_data(data_path, subset)
+    per_task = [{"seed": s, "checkpoint": c} for s, c in zip(seeds, ckpts, strict=True)]
+    shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
+    outputs = run_tasks(train_task, shared, per_task, settings)
+    wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
+    _write(outputs, "curves", curves_out, "train", wildcards, settings)
+
+
+def run_fgsm(
+    data_path: Path,
+    sources: Sequence[Trained],
+    targets: Sequence[Trained],
+    seeds: Sequence[int],
+    out: Path,
+    dataset: str,
+    subset: dict,
+    attack: AttackSettings,
+    settings: RaySettings,
+) -> None:
+    """One Snakemake attack (sources == targets) or transfer job: a task per seed."""
+    data = subset_data(data_path, subset)
+    per_task = [
+        {"seed": s, "source": a, "target": b} for s, a, b in zip(seeds, sources, targets, strict=True)
+    ]
+    shared = {"data": data, "dataset": dataset, "attack": attack, "settings": settings}
+    outputs = run_tasks(fgsm_task, shared, per_task, settings)
+    white_box = list(sources) == list(targets)
+    src, tgt = sources[0], targets[0]
+    wildcards = {"dataset": dataset, "source": f"{src.spec.name}-{src.regime.name}"}
+    if not white_box:
+        wildcards["target"] = f"{tgt.spec.name}-{tgt.regime.name}"
+    _write(
+        outputs,
+        "attack" if white_box else "transfer",
+        out,
+        "attack" if white_box else "transfer",
+        wildcards,
+        settings,
+    )

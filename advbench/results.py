@@ -1,0 +1,161 @@
+"""Results as data: explicit pyarrow schemas, provenance metadata, atomic writes, checked reads."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterator, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+_KEYS = [
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+]
+_ATTACK_KEYS = [
+    pa.field("attack", pa.string(), nullable=False),
+    pa.field("eps", pa.float64(), nullable=False),
+    pa.field("clipped", pa.bool_(), nullable=False),
+    pa.field("label_source", pa.string(), nullable=False),
+]
+_COUNTS = [
+    pa.field("n", pa.int64(), nullable=False),
+    pa.field("n_wrong", pa.int64(), nullable=False),
+    pa.field("error", pa.float64(), nullable=False),
+    pa.field("mean_conf_wrong", pa.float64(), nullable=True),
+    pa.field("mean_conf", pa.float64(), nullable=False),
+    pa.field("max_perturbation", pa.float64(), nullable=False),
+]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "attack": pa.schema(
+        [*_KEYS, pa.field("model", pa.string(), False), pa.field("regime", pa.string(), False), *_ATTACK_KEYS]
+        + _COUNTS
+    ),
+    "transfer": pa.schema(
+        [
+            *_KEYS,
+            pa.field("source_model", pa.string(), False),
+            pa.field("source_regime", pa.string(), False),
+            pa.field("target_model", pa.string(), False),
+            pa.field("target_regime", pa.string(), False),
+            *_ATTACK_KEYS,
+            *_COUNTS,
+        ]
+    ),
+    "curves": pa.schema(
+        [
+            *_KEYS,
+            pa.field("model", pa.string(), False),
+            pa.field("regime", pa.string(), False),
+            pa.field("epoch", pa.int64(), False),
+            pa.field("lr", pa.float64(), False),
+            pa.field("momentum", pa.float64(), False),
+            pa.field("train_loss", pa.float64(), False),
+            pa.field("train_error", pa.float64(), False),
+            pa.field("train_adv_error", pa.float64(), False),
+            pa.field("val_error", pa.float64(), False),
+            pa.field("val_adv_error", pa.float64(), False),
+            pa.field("seconds", pa.float64(), False),
+            pa.field("is_best", pa.bool_(), False),
+        ]
+    ),
+}
+
+
+class ResultsError(RuntimeError):
+    """A results file does not have the schema it should; the message names the file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, or ``unknown`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("advbench", "torch", "ray", "numpy", "pyarrow", "snakemake"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def provenance(
+    config_hash: str, rule: str, wildcards: dict[str, str], extra: dict[str, Any] | None = None
+) -> dict:
+    """The metadata stored with every results file."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "git_commit": git_commit(),
+        "config_hash": config_hash,
+        "rule": rule,
+        "wildcards": wildcards,
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "host_platform": platform.platform(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def write_table(rows: Sequence[dict[str, Any]], kind: str, path: Path, meta: dict[str, Any]) -> pa.Table:
+    """Write ``rows`` with the schema of ``kind`` and ``meta`` as JSON in ``advbench`` metadata."""
+    schema = SCHEMAS[kind].with_metadata({"advbench": json.dumps(meta, sort_keys=True), "kind": kind})
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return table
+
+
+def read_table(path: Path, kind: str) -> pa.Table:
+    """Read one results file and check its schema against ``kind``."""
+    table = pq.read_table(path)
+    expected = SCHEMAS[kind]
+    if not table.schema.remove_metadata().equals(expected):
+        raise ResultsError(
+            f"{path}: schema does not match {kind!r} results (schema version {SCHEMA_VERSION})"
+        )
+    return table
+
+
+def read_many(paths: Sequence[Path], kind: str) -> pa.Table:
+    """Concatenate many results files of one kind (their metadata dropped)."""
+    tables = [read_table(Path(p), kind).replace_schema_metadata(None) for p in paths]
+    return pa.concat_tables(tables) if tables else SCHEMAS[kind].empty_table()
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The provenance metadata of one results file."""
+    return json.loads(pq.read_schema(path).metadata[b"advbench"])

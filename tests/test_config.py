@@ -1,0 +1,74 @@
+"""Config validation: the schema fills defaults and rejects bad values naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import REPO
+
+from advbench.config import (
+    ConfigError,
+    load_config,
+    model_spec,
+    model_spec_from_json,
+    spec_to_json,
+    validate_config,
+)
+
+
+@pytest.fixture()
+def config() -> dict:
+    return load_config(REPO / "config.yaml")
+
+
+@pytest.mark.parametrize("preset", ["smoke", "paper"])
+def test_default_and_presets_validate(config, preset):
+    merged = load_config(REPO / "config.yaml", REPO / "presets" / f"{preset}.yaml")
+    validate_config(merged)
+    assert merged["models"]["maxout"]["train"]["momentum_saturate_epoch"] == 250  # kept from the default
+
+
+def test_defaults_are_filled(config):
+    validate_config(config)
+    assert config["models"]["maxout"]["max_col_norm"] == 1.9365
+    assert config["regimes"]["adversarial"]["alpha"] == 0.5
+    assert 0.0 in config["attack"]["eps"] and 0.25 in config["attack"]["eps"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "names"),
+    [
+        (lambda c: c["regimes"]["adversarial"].update(alpha=1.5), "alpha"),
+        (lambda c: c["attack"].update(eps=[0.1, -0.2]), "eps"),
+        (lambda c: c["attack"].update(eps=["big"]), "eps"),
+        (lambda c: c.update(seeds=[]), "seeds"),
+        (lambda c: c.update(seeds=[1, 1]), "seeds"),
+        (lambda c: c.update(epochs=3), "epochs"),
+        (lambda c: c["models"]["maxout"].update(arch="resnet"), "arch"),
+        (lambda c: c["models"]["maxout"]["train"].update(lr=0), "lr"),
+        (lambda c: c["models"].update({"../evil": {"arch": "softmax"}}), "../evil"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(config, mutate, names):
+    bad = copy.deepcopy(config)
+    mutate(bad)
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        validate_config(bad)
+
+
+def test_unknown_references_are_rejected(config):
+    bad = copy.deepcopy(config)
+    bad["runs"].append({"model": "maxout", "regime": "noise"})
+    with pytest.raises(ConfigError, match=r"runs\[3\]\.regime: unknown regime 'noise'"):
+        validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["transfer"]["pairs"] = [{"source": "maxout-clean", "target": "softmax-adversarial"}]
+    with pytest.raises(ConfigError, match=r"transfer\.pairs\[0\]\.target"):
+        validate_config(bad)
+
+
+def test_spec_json_round_trip(config):
+    validate_config(config)
+    spec = model_spec("maxout", config["models"]["maxout"])
+    assert model_spec_from_json(spec_to_json(spec)) == spec

@@ -1,0 +1,35 @@
+"""Ray dispatch: a training job through the embedded local Ray equals the serial, in-process path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from advbench import results
+from advbench.config import model_spec, regime_spec
+from advbench.dispatch import RaySettings
+from advbench.jobs import run_train
+
+
+def _train(prepared: Path, out: Path, use_ray: bool) -> tuple[list[dict], list[dict]]:
+    spec = model_spec("maxout", {"arch": "maxout", "units": 8, "pieces": 2, "train": {"max_epochs": 2}})
+    regime = regime_spec("adversarial", {"kind": "fgsm"})
+    ckpts = [str(out / f"seed={s}.safetensors") for s in (3, 1)]
+    settings = RaySettings(num_cpus=2, num_gpus=0, object_store_mb=100, use_ray=use_ray)
+    subset = {"n_train": 300, "n_val": 100, "n_test": 100}
+    run_train(prepared, spec, regime, [3, 1], ckpts, out / "curves.parquet", "mnist", subset, settings)
+    curves = results.read_table(out / "curves.parquet", "curves").drop_columns(["seconds"]).to_pylist()
+    return curves, [load_file(c) for c in ckpts]
+
+
+def test_ray_job_equals_serial_job(prepared, tmp_path):
+    serial_curves, serial_states = _train(prepared, tmp_path / "serial", use_ray=False)
+    ray_curves, ray_states = _train(prepared, tmp_path / "ray", use_ray=True)
+    assert ray_curves == serial_curves
+    assert [r["seed"] for r in ray_curves] == [3, 3, 1, 1]  # one task per seed, results in seed order
+    for a, b in zip(serial_states, ray_states, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = results.read_meta(tmp_path / "ray" / "curves.parquet")
+    assert meta["ray_address"] == "embedded" and meta["node_ids"] != ["local"]

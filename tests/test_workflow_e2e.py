@@ -1,0 +1,93 @@
+"""One end-to-end Snakemake run of the smoke preset, in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO
+
+from advbench import results
+from advbench.checkpoints import load_into
+from advbench.config import load_config, model_spec, validate_config
+from advbench.models import build
+from advbench.paper import COLUMNS
+
+pytestmark = pytest.mark.e2e
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = ["snakemake", "--profile", "workflow/profiles/default", "--configfile", "presets/smoke.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    work = tmp_path_factory.mktemp("smoke")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, work / name)
+    for name in ("workflow", "presets"):
+        shutil.copytree(REPO / name, work / name)
+    proc = _snakemake(work, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work
+
+
+def test_paper_table_rows_and_values(smoke_run):
+    table = pd.read_csv(smoke_run / "results/tables/paper_comparison.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["id"]) == {"F1", "F2", "F6", "F9", "F10", "F11"}
+    assert (table["n_seeds"] == 2).all()
+    assert set(table["verdict"]) <= {"matches", "direction holds", "differs"}
+    f1 = table[(table["id"] == "F1") & (table["metric"] == "error")].iloc[0]
+    assert f1["reproduced_mean"] > 50.0  # FGSM at eps=.25 breaks the naive softmax (values in %)
+    assert f1["paper"] == pytest.approx(99.9)
+    md = (smoke_run / "results/tables/paper_comparison.md").read_text()
+    assert md.splitlines()[0].replace(" ", "") == "|" + "|".join(COLUMNS) + "|"
+    assert "\\toprule" in (smoke_run / "results/tables/paper_comparison.tex").read_text()
+
+
+def test_attack_results_are_sane(smoke_run):
+    path = smoke_run / "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"
+    attack = results.read_table(path, "attack").to_pandas()
+    assert len(attack) == 2 * 3 * 2  # seeds x eps x clipping
+    mean = attack[~attack["clipped"]].groupby("eps")["error"].mean()
+    assert mean.loc[0.0] < 0.3 and mean.is_monotonic_increasing and mean.loc[0.25] > 0.5
+    assert (attack["n"] == 1000).all() and (attack["max_perturbation"] <= attack["eps"] + 1e-6).all()
+    meta = results.read_meta(path)
+    assert meta["rule"] == "attack" and meta["config_hash"] != "unknown" and meta["node_ids"]
+    assert meta["ray_address"] == "embedded"
+
+
+def test_transfer_and_curves_and_checkpoints(smoke_run):
+    tr = results.read_many(sorted((smoke_run / "results/metrics/transfer").rglob("*.parquet")), "transfer")
+    pairs = set(
+        zip(tr.column("source_regime").to_pylist(), tr.column("target_regime").to_pylist(), strict=True)
+    )
+    assert pairs == {("clean", "adversarial"), ("adversarial", "clean")}
+    curves_path = (
+        smoke_run / "results/metrics/curves/dataset=mnist/model=maxout/regime=adversarial/curves.parquet"
+    )
+    curves = results.read_table(curves_path, "curves").to_pandas()
+    assert sorted(curves["seed"].unique()) == [0, 1] and curves.groupby("seed")["epoch"].max().tolist() == [
+        2,
+        2,
+    ]
+    config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
+    spec = model_spec("maxout", config["models"]["maxout"])
+    ckpt = smoke_run / "results/models/dataset=mnist/model=maxout/regime=adversarial/seed=1.safetensors"
+    model = load_into(build(spec), ckpt)
+    assert model(torch.rand(2, 784)).shape == (2, 10)
+
+
+def test_rerun_has_nothing_to_do(smoke_run):
+    proc = _snakemake(smoke_run, "--cores", "2", "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -1,0 +1,26 @@
+rule attack:
+    input:
+        data=lambda w: data_path(w.dataset),
+        checkpoints=lambda w: checkpoint_paths(w.dataset, w.model, w.regime),
+    output:
+        "results/metrics/attack/dataset={dataset}/model={model}/regime={regime}/fgsm.parquet",
+    log:
+        "logs/attack/{dataset}/{model}-{regime}.log",
+    benchmark:
+        "benchmarks/attack/{dataset}/{model}-{regime}.tsv"
+    conda:
+        "../envs/advbench.yaml"
+    threads: RAY_THREADS
+    resources:
+        ray=1,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        model=lambda w: model_json(w.model),
+        regime=lambda w: regime_json(w.regime),
+        job=attack_job_json(config["attack"]["eps"]),
+        seeds=SEED_ARGS,
+    shell:
+        "advbench attack --data {input.data} --job {params.job:q}"
+        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+        " --checkpoints {input.checkpoints} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,29 @@
+rule train:
+    input:
+        data=lambda w: data_path(w.dataset),
+    output:
+        checkpoints=expand(
+            "results/models/dataset={{dataset}}/model={{model}}/regime={{regime}}/seed={seed}.safetensors",
+            seed=SEEDS,
+        ),
+        curves="results/metrics/curves/dataset={dataset}/model={model}/regime={regime}/curves.parquet",
+    log:
+        "logs/train/{dataset}/{model}-{regime}.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{model}-{regime}.tsv"
+    conda:
+        "../envs/advbench.yaml"
+    threads: RAY_THREADS
+    resources:
+        ray=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        model=lambda w: model_json(w.model),
+        regime=lambda w: regime_json(w.regime),
+        job=train_job_json(),
+        seeds=SEED_ARGS,
+    shell:
+        "advbench train --data {input.data} --job {params.job:q}"
+        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+        " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
