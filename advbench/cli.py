@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|report``: the commands the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|report|figures``: the commands the workflow's rules call.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -121,6 +121,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     log.info("paper comparison:\n%s", table.to_string(index=False))
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    from advbench.report import make_figures
+
+    written = make_figures(args.attack, args.transfer, args.curves, args.data, _job(args.job), args.out_dir)
+    log.info("wrote %d figure files under %s", len(written), args.out_dir)
+
+
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
@@ -175,6 +182,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer", type=Path, nargs="*", default=[])
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("figures", help="figures (PNG + PDF) from the results, checkpoints and test set")
+    p.add_argument("--attack", type=Path, nargs="+", required=True)
+    p.add_argument("--transfer", type=Path, nargs="*", default=[])
+    p.add_argument("--curves", type=Path, nargs="+", required=True)
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+    p.add_argument("--job", required=True, help="JSON: runs for weights and examples, eps values")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_figures)
     return ap
 
 

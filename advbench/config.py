@@ -136,6 +136,12 @@ def check_experiment(config: dict[str, Any]) -> None:
                 )
         if pair["source"] == pair["target"]:
             raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
+    for key in ("weights", "examples"):
+        for i, run in enumerate(config.get("report", {}).get(key, [])):
+            if run not in seen:
+                raise ConfigError(
+                    f"report.{key}[{i}]: {run!r} is not a trained run; expected one of {sorted(seen)}"
+                )
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:

@@ -99,8 +99,11 @@ def task_device(num_gpus_per_task: float) -> str:
 
 
 def pin_threads(num_cpus: float) -> None:
-    """Give torch as many threads as the task has CPUs."""
+    """Give torch as many threads as the task has CPUs (and send the task's log lines to stderr)."""
     import torch
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     torch.set_num_threads(max(int(num_cpus), 1))
     with contextlib.suppress(RuntimeError):

@@ -1,13 +1,21 @@
-"""Tables (Markdown, CSV, LaTeX) generated from the Parquet results only."""
+"""Tables (Markdown, CSV, LaTeX) and figures, generated from the results files and checkpoints."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import load_file
 
-from advbench import paper, results
+from advbench import figures, paper, results
+from advbench.attacks import fgsm
+from advbench.config import model_spec, regime_spec
+from advbench.data import load_splits, to_float
+from advbench.figures import save
+from advbench.jobs import Trained, load_model
 from advbench.results import atomic_path
 
 PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std"]
@@ -70,3 +78,74 @@ def make_report(attack: Sequence[Path], transfer: Sequence[Path], out_dir: Path)
     if not tables["attack"].empty:
         write_all(attack_summary(tables["attack"]), out_dir / "attack_summary", "FGSM on MNIST test (%).")
     return comparison
+
+
+def first_layer_rows(state: dict, pieces: int, arch: str, n: int = 10) -> np.ndarray:
+    """First-layer incoming weight vectors: one piece per maxout unit, or the softmax's class templates."""
+    name = "net.1.linear.weight" if arch == "maxout" else "linear.weight"
+    w = state[name].numpy()
+    return (w[::pieces] if arch == "maxout" else w)[:n]
+
+
+def fgsm_examples(entry: Trained, x: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, list]:
+    """FGSM examples of ``entry``'s model and the (class, confidence) captions of clean and adversarial."""
+    model = load_model(entry, "cpu")
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    x_adv = fgsm(model, xt, yt, eps)
+    with torch.inference_mode():
+        probs = [torch.softmax(model(v), 1).max(1) for v in (xt, x_adv)]
+    captions = [
+        tuple(f"'{int(p.indices[i])}' {float(p.values[i]):.1%}" for p in probs) for i in range(len(x))
+    ]
+    return x_adv.numpy(), captions
+
+
+def make_figures(
+    attack: Sequence[Path],
+    transfer: Sequence[Path],
+    curves: Sequence[Path],
+    data: Path,
+    job: dict,
+    out_dir: Path,
+) -> list[Path]:
+    """Every figure of the report, from the results files, checkpoints and the test set."""
+    tables = load_tables(attack, transfer)
+    written = save(figures.eps_curves(tables["attack"]), out_dir / "fgsm_vs_eps")
+    eps = job["transfer_eps"]
+    matrix = figures.transfer_matrix(tables["attack"], tables["transfer"], eps)
+    written += save(figures.transfer_heatmap(matrix, eps), out_dir / "transfer_matrix")
+    written += save(
+        figures.training_curves(results.read_many(curves, "curves").to_pandas()), out_dir / "training_curves"
+    )
+    trained = {e["run"]: _trained(e) for e in job["weights"] + job["examples"]}
+    rows = [
+        (
+            run,
+            first_layer_rows(
+                load_file(trained[run].checkpoint), trained[run].spec.pieces, trained[run].spec.arch
+            ),
+        )
+        for run in (e["run"] for e in job["weights"])
+    ]
+    written += save(figures.weight_panels(rows), out_dir / "first_layer_weights")
+    splits = load_splits(data, n_test=job["n_examples"])
+    x, y = to_float(splits.x_test), splits.y_test.astype(np.int64)
+    clean, adv, labels, captions = [], [], [], []
+    for e in job["examples"]:
+        x_adv, caps = fgsm_examples(trained[e["run"]], x, y, job["example_eps"])
+        clean.append(x)
+        adv.append(x_adv)
+        labels += [f"{e['run']}\nlabel {int(c)}" for c in y]
+        captions += caps
+    grid = figures.adversarial_grid(
+        np.concatenate(clean), np.concatenate(adv), labels, captions, job["example_eps"]
+    )
+    written += save(grid, out_dir / "adversarial_examples")
+    return written
+
+
+def _trained(entry: dict) -> Trained:
+    model, regime = dict(entry["model"]), dict(entry["regime"])
+    return Trained(
+        model_spec(model.pop("name"), model), regime_spec(regime.pop("name"), regime), entry["checkpoint"]
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from advbench.attacks import fgsm
 from advbench.config import ModelSpec, RegimeSpec, TrainSpec
 from advbench.evaluation import fgsm_scores
 from advbench.models import apply_max_col_norm, build
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,16 @@ def train_model(
             best = (score, copy.deepcopy(model.state_dict()), epoch)
         row = {"epoch": epoch, "lr": lr, "momentum": momentum, "train_loss": loss_sum / n, **metrics}
         curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
+        log.info(
+            "%s/%s epoch %d/%d: val error %.4f, FGSM val error %.4f (%.1f s)",
+            spec.name,
+            regime.name,
+            epoch,
+            t.max_epochs,
+            metrics["val_error"],
+            metrics["val_adv_error"],
+            curves[-1]["seconds"],
+        )
         if epoch - best[2] >= t.patience:
             break
     return best[1], curves

@@ -98,3 +98,16 @@ def test_idx_magic_and_length_are_checked(tmp_path):
         parse_idx((2052).to_bytes(4, "big") + header[4:] + bytes(8), tmp_path / "bad")
     with pytest.raises(DataError, match="payload is 7 bytes"):
         parse_idx(header + bytes(7), tmp_path / "short")
+
+
+def test_torchvision_source_reads_through_torchvision(tmp_path, mnist_dir):
+    """The download path, offline: torchvision finds the raw files already in place and skips the download."""
+    from advbench.data import mnist_from_torchvision
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in mnist_dir.glob("*.gz"):
+        (raw / f.name.removesuffix(".gz")).write_bytes(gzip.decompress(f.read_bytes()))
+    x_train, y_train, x_test, y_test = mnist_from_torchvision(tmp_path)
+    assert x_train.shape == (60_000, 28, 28) and len(y_test) == 10_000
+    assert np.array_equal(x_test, mnist_from_dir(mnist_dir)[2])

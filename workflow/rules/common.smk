@@ -93,4 +93,43 @@ def transfer_outputs():
 # A Ray job takes every core the workflow has: each starts its own embedded Ray, and two must never overlap
 # (the ``ray=1`` resource of the default profile says the same).
 RAY_THREADS = workflow.cores
+
+
+def curves_outputs():
+    return [
+        f"results/metrics/curves/dataset={DATASET}/model={m}/regime={r}/curves.parquet"
+        for m, r in map(split_run_id, RUNS)
+    ]
+
+
+def figure_runs():
+    return list(
+        dict.fromkeys(config["report"]["weights"] + config["report"]["examples"])
+    )
+
+
+def figure_checkpoints():
+    """The first seed's checkpoint of every run the figures show."""
+    return [run_checkpoints(DATASET, run)[0] for run in figure_runs()]
+
+
+def figure_job_json():
+    def entry(run):
+        model, regime = split_run_id(run)
+        return {
+            "run": run,
+            "model": json.loads(model_json(model)),
+            "regime": json.loads(regime_json(regime)),
+            "checkpoint": run_checkpoints(DATASET, run)[0],
+        }
+
+    rep = config["report"]
+    job = {k: rep[k] for k in ("example_eps", "n_examples", "transfer_eps")}
+    job |= {
+        "weights": [entry(r) for r in rep["weights"]],
+        "examples": [entry(r) for r in rep["examples"]],
+    }
+    return json.dumps(job, sort_keys=True)
+
+
 SEED_ARGS = " ".join(map(str, SEEDS))

@@ -24,3 +24,60 @@ rule report:
     shell:
         "advbench report --attack {input.attack} --transfer {input.transfer}"
         " --out-dir results/tables > {log} 2>&1"
+
+
+rule figures:
+    input:
+        attack=attack_outputs(),
+        transfer=transfer_outputs(),
+        curves=curves_outputs(),
+        data=data_path(DATASET),
+        checkpoints=figure_checkpoints(),
+    output:
+        eps=report(
+            "results/figures/fgsm_vs_eps.png",
+            caption="../report/fgsm_vs_eps.rst",
+            category="FGSM",
+            labels={"figure": "error and confidence vs eps"},
+        ),
+        transfer=report(
+            "results/figures/transfer_matrix.png",
+            caption="../report/transfer_matrix.rst",
+            category="Transfer",
+            labels={"figure": "transfer matrix"},
+        ),
+        curves=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"figure": "training curves"},
+        ),
+        weights=report(
+            "results/figures/first_layer_weights.png",
+            caption="../report/first_layer_weights.rst",
+            category="Training",
+            labels={"figure": "first-layer weights (Fig. 3)"},
+        ),
+        examples=report(
+            "results/figures/adversarial_examples.png",
+            caption="../report/adversarial_examples.rst",
+            category="FGSM",
+            labels={"figure": "adversarial examples"},
+        ),
+        pdfs=multiext(
+            "results/figures/",
+            "fgsm_vs_eps.pdf",
+            "transfer_matrix.pdf",
+            "training_curves.pdf",
+            "first_layer_weights.pdf",
+            "adversarial_examples.pdf",
+        ),
+    log:
+        "logs/report/figures.log",
+    conda:
+        "../envs/advbench.yaml"
+    params:
+        job=figure_job_json(),
+    shell:
+        "advbench figures --attack {input.attack} --transfer {input.transfer} --curves {input.curves}"
+        " --data {input.data} --job {params.job:q} --out-dir results/figures > {log} 2>&1"
