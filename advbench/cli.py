@@ -77,41 +77,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_attack(args: argparse.Namespace) -> None:
+def _run_fgsm(args: argparse.Namespace, sources: list, targets: list) -> None:
     from advbench.jobs import run_fgsm
 
     job = _job(args.job)
-    trained = _trained(args.model, args.regime, args.checkpoints)
+    settings = (_attack_settings(job), _ray_settings(args))
     run_fgsm(
-        args.data,
-        trained,
-        trained,
-        args.seeds,
-        args.out,
-        job["dataset"],
-        job.get("subset", {}),
-        _attack_settings(job),
-        _ray_settings(args),
+        args.data, sources, targets, args.seeds, args.out, job["dataset"], job.get("subset", {}), *settings
     )
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    trained = _trained(args.model, args.regime, args.checkpoints)
+    _run_fgsm(args, trained, trained)
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
-    from advbench.jobs import run_fgsm
-
-    job = _job(args.job)
     sources = _trained(args.source_model, args.source_regime, args.source_checkpoints)
     targets = _trained(args.target_model, args.target_regime, args.target_checkpoints)
-    run_fgsm(
-        args.data,
-        sources,
-        targets,
-        args.seeds,
-        args.out,
-        job["dataset"],
-        job.get("subset", {}),
-        _attack_settings(job),
-        _ray_settings(args),
-    )
+    _run_fgsm(args, sources, targets)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

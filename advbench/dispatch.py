@@ -41,6 +41,9 @@ class RaySettings:
 @contextlib.contextmanager
 def ray_session(settings: RaySettings) -> Iterator[None]:
     """Connect to (or start) Ray for the duration of the block; always shut down afterwards."""
+    # Read when ray is imported: every seed's progress lines reach the job's log, as plain text.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     import ray
 
     temp_dir = None

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from advbench.results import atomic_path  # noqa: E402
 
@@ -35,31 +36,25 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _band(ax: plt.Axes, x: np.ndarray, mean: np.ndarray, sd: np.ndarray, color: str, label: str) -> None:
-    ax.plot(x, mean, marker="o", ms=3, color=color, label=label)
-    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+def _run_bands(ax: plt.Axes, df: pd.DataFrame, x: str, metric: str) -> None:
+    """One line per (model, regime): mean of ``metric`` (%) over seeds against ``x``, with a ± sd band."""
+    for i, ((model, regime), run) in enumerate(df.groupby(["model", "regime"], sort=True)):
+        stats = run.groupby(x)[metric].agg(["mean", "std"]).fillna(0.0) * 100
+        xs, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(xs, mean, marker="o", ms=3, color=color, label=f"{model} ({regime})")
+        ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
 
 
 def eps_curves(attack: pd.DataFrame) -> Figure:
     """FGSM error and confidence on mistakes vs eps, per model and regime, mean ± sd over seeds."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, constrained_layout=True)
-    runs = sorted(attack.groupby(["model", "regime"]).groups)
     metrics = [("error", "FGSM error (%)"), ("mean_conf_wrong", "mean confidence on mistakes (%)")]
     for col, clipped in enumerate((False, True)):
         sub = attack[attack["clipped"] == clipped]
         for row, (metric, ylabel) in enumerate(metrics):
             ax = axes[row, col]
-            for i, (model, regime) in enumerate(runs):
-                g = sub[(sub["model"] == model) & (sub["regime"] == regime)].groupby("eps")[metric]
-                stats = g.agg(["mean", "std"]).fillna(0.0) * 100
-                _band(
-                    ax,
-                    stats.index.to_numpy(),
-                    stats["mean"].to_numpy(),
-                    stats["std"].to_numpy(),
-                    OKABE_ITO[i % len(OKABE_ITO)],
-                    f"{model} ({regime})",
-                )
+            _run_bands(ax, sub, "eps", metric)
             ax.set_ylabel(ylabel)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
@@ -104,27 +99,17 @@ def transfer_heatmap(matrix: pd.DataFrame, eps: float) -> Figure:
 
 def training_curves(curves: pd.DataFrame) -> Figure:
     """Clean and FGSM validation error per epoch, per model and regime, mean ± sd over seeds."""
-    runs = sorted(curves.groupby(["model", "regime"]).groups)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for ax, (metric, title) in zip(
-        axes,
-        [("val_error", "clean validation error"), ("val_adv_error", "FGSM validation error")],
-        strict=True,
-    ):
-        for i, (model, regime) in enumerate(runs):
-            g = curves[(curves["model"] == model) & (curves["regime"] == regime)].groupby("epoch")[metric]
-            stats = g.agg(["mean", "std"]).fillna(0.0) * 100
-            _band(
-                ax,
-                stats.index.to_numpy(),
-                stats["mean"].to_numpy(),
-                stats["std"].to_numpy(),
-                OKABE_ITO[i % len(OKABE_ITO)],
-                f"{model} ({regime})",
-            )
+    panels = [
+        ("val_error", "clean validation error", "log"),
+        ("val_adv_error", "FGSM validation error", "linear"),
+    ]
+    for ax, (metric, title, scale) in zip(axes, panels, strict=True):
+        _run_bands(ax, curves, "epoch", metric)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{title} (%)")
-        ax.set_yscale("log")
+        ax.set_yscale(scale)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3, which="both")
         ax.set_title(title)
     axes[0].legend(fontsize=8)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +46,10 @@ def _tensor(a: np.ndarray, device: str, images: bool) -> torch.Tensor:
 
 
 def _node_id() -> str:
-    try:
-        import ray
+    """The Ray node a task ran on (``local`` on the serial path), recorded in the provenance."""
+    import ray
 
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
-    except Exception:  # noqa: BLE001 - provenance only
-        return "local"
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
 def train_task(
@@ -69,7 +67,8 @@ def train_task(
     tensors = Tensors(
         *(_tensor(data[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
     )
-    state, curves = train_model(spec, regime, tensors, task_seed(dataset, spec.name, regime.name, seed))
+    key_seed = task_seed(dataset, spec.name, regime.name, seed)
+    state, curves = train_model(spec, regime, tensors, key_seed, tag=f" seed {seed}")
     meta = {
         "model": spec.name,
         "regime": regime.name,
@@ -129,6 +128,10 @@ def _write(
     results.write_table(rows, kind, out, meta)
 
 
+def _absolute(trained: Trained) -> Trained:
+    return replace(trained, checkpoint=str(Path(trained.checkpoint).resolve()))
+
+
 def subset_data(path: Path, subset: dict) -> dict:
     return load_splits(path, subset.get("n_train"), subset.get("n_val"), subset.get("n_test")).as_dict()
 
@@ -146,7 +149,8 @@ def run_train(
 ) -> None:
     """One Snakemake train job: a task per seed, then the curves of all seeds in one file."""
     data = subset_data(data_path, subset)
-    per_task = [{"seed": s, "checkpoint": c} for s, c in zip(seeds, ckpts, strict=True)]
+    # absolute paths: a task on another node of a cluster does not run in this job's directory
+    per_task = [{"seed": s, "checkpoint": str(Path(c).resolve())} for s, c in zip(seeds, ckpts, strict=True)]
     shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
     outputs = run_tasks(train_task, shared, per_task, settings)
     wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
@@ -166,9 +170,9 @@ def run_fgsm(
 ) -> None:
     """One Snakemake attack (sources == targets) or transfer job: a task per seed."""
     data = subset_data(data_path, subset)
-    per_task = [
-        {"seed": s, "source": a, "target": b} for s, a, b in zip(seeds, sources, targets, strict=True)
-    ]
+    sources, targets = [_absolute(t) for t in sources], [_absolute(t) for t in targets]
+    triples = zip(seeds, sources, targets, strict=True)
+    per_task = [{"seed": s, "source": a, "target": b} for s, a, b in triples]
     shared = {"data": data, "dataset": dataset, "attack": attack, "settings": settings}
     outputs = run_tasks(fgsm_task, shared, per_task, settings)
     white_box = list(sources) == list(targets)
@@ -176,11 +180,5 @@ def run_fgsm(
     wildcards = {"dataset": dataset, "source": f"{src.spec.name}-{src.regime.name}"}
     if not white_box:
         wildcards["target"] = f"{tgt.spec.name}-{tgt.regime.name}"
-    _write(
-        outputs,
-        "attack" if white_box else "transfer",
-        out,
-        "attack" if white_box else "transfer",
-        wildcards,
-        settings,
-    )
+    kind = "attack" if white_box else "transfer"
+    _write(outputs, kind, out, kind, wildcards, settings)

@@ -109,7 +109,7 @@ def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, fl
 
 
 def train_model(
-    spec: ModelSpec, regime: RegimeSpec, data: Tensors, seed: int
+    spec: ModelSpec, regime: RegimeSpec, data: Tensors, seed: int, tag: str = ""
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Train one model; return the best epoch's state dict and one curve row per epoch.
 
@@ -151,9 +151,10 @@ def train_model(
         row = {"epoch": epoch, "lr": lr, "momentum": momentum, "train_loss": loss_sum / n, **metrics}
         curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
         log.info(
-            "%s/%s epoch %d/%d: val error %.4f, FGSM val error %.4f (%.1f s)",
+            "%s/%s%s epoch %d/%d: val error %.4f, FGSM val error %.4f (%.1f s)",
             spec.name,
             regime.name,
+            tag,
             epoch,
             t.max_epochs,
             metrics["val_error"],

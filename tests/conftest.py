@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,34 @@ def small_mlp() -> torch.nn.Module:
     return torch.nn.Sequential(
         torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 3)
     )
+
+
+def run_snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the smoke preset's workflow in ``workdir`` with this interpreter's tools on PATH."""
+    full_env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(env or {}),
+    }
+    cmd = ["snakemake", "--profile", "workflow/profiles/default", "--configfile", "presets/smoke.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, env=full_env, capture_output=True, text=True, timeout=900)
+
+
+def smoke_copy(workdir: Path) -> Path:
+    """A fresh copy of the workflow (no results) in ``workdir``."""
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, workdir / name)
+    for name in ("workflow", "presets"):
+        shutil.copytree(REPO / name, workdir / name)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    """The smoke preset run once, end to end, on the embedded local Ray."""
+    work = smoke_copy(tmp_path_factory.mktemp("smoke"))
+    proc = run_snakemake(work, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import run_snakemake
 
 from advbench import results
 from advbench.checkpoints import load_into
@@ -20,24 +16,6 @@ from advbench.models import build
 from advbench.paper import COLUMNS
 
 pytestmark = pytest.mark.e2e
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = ["snakemake", "--profile", "workflow/profiles/default", "--configfile", "presets/smoke.yaml", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
-    work = tmp_path_factory.mktemp("smoke")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, work / name)
-    for name in ("workflow", "presets"):
-        shutil.copytree(REPO / name, work / name)
-    proc = _snakemake(work, "--cores", "2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work
 
 
 def test_paper_table_rows_and_values(smoke_run):
@@ -90,7 +68,7 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
 
 
 def test_rerun_has_nothing_to_do(smoke_run):
-    proc = _snakemake(smoke_run, "--cores", "2", "-n")
+    proc = run_snakemake(smoke_run, "--cores", "2", "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -111,7 +89,7 @@ def test_figures_are_real_images(smoke_run):
 def test_html_report_embeds_every_figure(smoke_run):
     import base64
 
-    proc = _snakemake(smoke_run, "--report", "results/report.html")
+    proc = run_snakemake(smoke_run, "--report", "results/report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (smoke_run / "results/report.html").read_text()
     for name in FIGURES:
