@@ -42,6 +42,10 @@ class TrainSpec:
     select_on: str = "clean"
     monitor_eps: float = 0.25
     monitor_train: int | None = 10_000
+    retrain: bool = False
+    retrain_lr: float = 0.0615
+    retrain_momentum: float = 0.694
+    retrain_max_epochs: int = 100
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             *_KEYS,
             pa.field("model", pa.string(), False),
             pa.field("regime", pa.string(), False),
+            pa.field("stage", pa.int64(), False),
             pa.field("epoch", pa.int64(), False),
             pa.field("lr", pa.float64(), False),
             pa.field("momentum", pa.float64(), False),

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -50,40 +50,40 @@ def momentum_at(epoch: int, t: TrainSpec) -> float:
     return t.momentum_start + frac * (t.momentum_end - t.momentum_start)
 
 
-def lr_at(step: int, t: TrainSpec) -> float:
+def lr_at(step: int, t: TrainSpec, lr: float | None = None) -> float:
     """pylearn2 ``ExponentialDecay``: ``lr / decay**step``, floored at ``lr_min``."""
-    return max(t.lr / t.lr_decay**step, t.lr_min)
+    return max((t.lr if lr is None else lr) / t.lr_decay**step, t.lr_min)
 
 
 def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
-    """Backpropagate the regime's loss into the parameters' ``.grad``; return the clean logits.
+    """Backpropagate the regime's loss into the parameters' ``.grad``; return its per-example values.
 
     For ``fgsm`` with ``grad_in_train_mode`` the perturbation's gradient comes from the same backward pass
     as the clean loss's parameter gradient (one extra forward and backward in all); no gradient flows
     through the sign.
     """
     if regime.kind == "clean":
-        logits = model(x)
-        F.cross_entropy(logits, y).backward()
-        return logits.detach()
+        clean = F.cross_entropy(model(x), y, reduction="none")
+        clean.mean().backward()
+        return clean.detach()
     if regime.grad_in_train_mode:
         x_in = x.detach().clone().requires_grad_(True)
-        logits = model(x_in)
-        clean = F.cross_entropy(logits, y)
+        clean = F.cross_entropy(model(x_in), y, reduction="none")
         if regime.alpha > 0:
-            (regime.alpha * clean).backward()
+            (regime.alpha * clean.mean()).backward()
             grad = x_in.grad
         else:
-            (grad,) = torch.autograd.grad(clean, x_in)
+            (grad,) = torch.autograd.grad(clean.mean(), x_in)
         x_adv = x + regime.eps * grad.sign()
         if regime.clip:
             x_adv = x_adv.clamp(0.0, 1.0)
     else:
         x_adv = fgsm(model, x, y, regime.eps, clip=regime.clip)
-        logits = model(x)
-        (regime.alpha * F.cross_entropy(logits, y)).backward()
-    ((1 - regime.alpha) * F.cross_entropy(model(x_adv.detach()), y)).backward()
-    return logits.detach()
+        clean = F.cross_entropy(model(x), y, reduction="none")
+        (regime.alpha * clean.mean()).backward()
+    adv = F.cross_entropy(model(x_adv.detach()), y, reduction="none")
+    ((1 - regime.alpha) * adv.mean()).backward()
+    return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
 
 
 @torch.no_grad()
@@ -108,59 +108,140 @@ def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, fl
     return metrics
 
 
+@dataclass
+class Sgd:
+    """The optimizer state of one run: parameters, their velocities and the minibatch counter."""
+
+    model: nn.Module
+    max_col_norm: float | None
+    velocity: list[torch.Tensor] = field(default_factory=list)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]
+
+    def epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        regime: RegimeSpec,
+        t: TrainSpec,
+        lr0: float,
+        momentum: float,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, float]:
+        """One pass over ``(x, y)`` in random minibatches; per-example objective values and the last lr."""
+        params = list(self.model.parameters())
+        losses = torch.empty(len(x), device=x.device)
+        self.model.train()
+        lr = lr0
+        for idx in torch.randperm(len(x), generator=gen).split(t.batch_size):
+            idx = idx.to(x.device)
+            for p in params:
+                p.grad = None
+            losses[idx] = objective(self.model, x[idx], y[idx], regime)
+            lr = lr_at(self.step, t, lr0)
+            sgd_step(params, self.velocity, lr, momentum)
+            apply_max_col_norm(self.model, self.max_col_norm)
+            self.step += 1
+        return losses, lr
+
+
+def _check_finite(loss: float, spec: ModelSpec, regime: RegimeSpec, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"model {spec.name!r} regime {regime.name!r}: non-finite loss in epoch {epoch}"
+        )
+
+
+def _log_epoch(spec: ModelSpec, regime: RegimeSpec, tag: str, row: dict) -> None:
+    log.info(
+        "%s/%s%s stage %d epoch %d: train objective %.4f, val error %.4f, FGSM val error %.4f (%.1f s)",
+        spec.name,
+        regime.name,
+        tag,
+        row["stage"],
+        row["epoch"],
+        row["train_loss"],
+        row["val_error"],
+        row["val_adv_error"],
+        row["seconds"],
+    )
+
+
 def train_model(
     spec: ModelSpec, regime: RegimeSpec, data: Tensors, seed: int, tag: str = ""
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Train one model; return the best epoch's state dict and one curve row per epoch.
+    """Train one model; return its final state dict and one curve row per epoch.
 
-    "Best" is the lowest validation error, clean or adversarial as ``select_on`` says.
+    Stage 1 trains on the training split and keeps the epoch with the lowest validation error (clean or
+    adversarial as ``select_on`` says), stopping after ``patience`` epochs without improvement. With
+    ``retrain``, stage 2 continues from that model on training + validation data (paper §6).
     """
     t = spec.train
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build(spec, gen).to(data.x_train.device)
-    params = list(model.parameters())
-    velocity = [torch.zeros_like(p) for p in params]
-    best = (float("inf"), None, 0)  # (selection error, state, epoch)
-    curves, step = [], 0
-    n = len(data.x_train)
+    sgd = Sgd(model, spec.max_col_norm)
+    best: tuple[float, dict | None, int, float] = (
+        float("inf"),
+        None,
+        0,
+        float("nan"),
+    )  # score, state, epoch, loss
+    curves = []
     for epoch in range(1, t.max_epochs + 1):
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
-        model.train()
-        loss_sum = 0.0
-        for idx in torch.randperm(n, generator=gen).split(t.batch_size):
-            idx = idx.to(data.x_train.device)
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            for p in params:
-                p.grad = None
-            logits = objective(model, xb, yb, regime)
-            lr = lr_at(step, t)
-            sgd_step(params, velocity, lr, momentum)
-            apply_max_col_norm(model, spec.max_col_norm)
-            step += 1
-            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(
-                f"model {spec.name!r} regime {regime.name!r}: non-finite loss in epoch {epoch}"
-            )
+        losses, lr = sgd.epoch(data.x_train, data.y_train, regime, t, t.lr, momentum, gen)
+        train_loss = float(losses.mean())
+        _check_finite(train_loss, spec, regime, epoch)
         metrics = epoch_metrics(model, data, t)
         score = metrics["val_adv_error" if t.select_on == "adversarial" else "val_error"]
         is_best = score < best[0]
         if is_best:
-            best = (score, copy.deepcopy(model.state_dict()), epoch)
-        row = {"epoch": epoch, "lr": lr, "momentum": momentum, "train_loss": loss_sum / n, **metrics}
+            best = (score, copy.deepcopy(model.state_dict()), epoch, train_loss)
+        row = {
+            "stage": 1,
+            "epoch": epoch,
+            "lr": lr,
+            "momentum": momentum,
+            "train_loss": train_loss,
+            **metrics,
+        }
         curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
-        log.info(
-            "%s/%s%s epoch %d/%d: val error %.4f, FGSM val error %.4f (%.1f s)",
-            spec.name,
-            regime.name,
-            tag,
-            epoch,
-            t.max_epochs,
-            metrics["val_error"],
-            metrics["val_adv_error"],
-            curves[-1]["seconds"],
-        )
+        _log_epoch(spec, regime, tag, curves[-1])
         if epoch - best[2] >= t.patience:
             break
-    return best[1], curves
+    model.load_state_dict(best[1])
+    if t.retrain:
+        curves += retrain_on_all(model, spec, regime, data, gen, best[3], len(curves), tag)
+    return copy.deepcopy(model.state_dict()), curves
+
+
+def retrain_on_all(
+    model: nn.Module,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    data: Tensors,
+    gen: torch.Generator,
+    target: float,
+    epochs_done: int,
+    tag: str,
+) -> list[dict]:
+    """Stage 2: continue on all training + validation examples until the objective on the validation part
+    falls to ``target`` (stage 1's training objective at its best epoch), at most ``retrain_max_epochs``."""
+    t = spec.train
+    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    sgd, n_train, curves = Sgd(model, spec.max_col_norm), len(data.x_train), []
+    for epoch in range(epochs_done + 1, epochs_done + t.retrain_max_epochs + 1):
+        start = time.perf_counter()
+        losses, lr = sgd.epoch(x_all, y_all, regime, t, t.retrain_lr, t.retrain_momentum, gen)
+        _check_finite(float(losses.mean()), spec, regime, epoch)
+        held_out = float(losses[n_train:].mean())
+        row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}
+        row |= {"train_loss": float(losses.mean()), **epoch_metrics(model, data, t), "is_best": False}
+        curves.append(row | {"seconds": time.perf_counter() - start})
+        _log_epoch(spec, regime, tag, curves[-1])
+        if held_out <= target:
+            break
+    return curves

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -33,3 +34,34 @@ def test_ray_job_equals_serial_job(prepared, tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     meta = results.read_meta(tmp_path / "ray" / "curves.parquet")
     assert meta["ray_address"] == "embedded" and meta["node_ids"] != ["local"]
+
+
+def _dies_once(marker: str, seed: int) -> dict:
+    """Kills its own Ray worker the first time it runs for seed 1 (a crashed worker, not an exception)."""
+    import os
+    from pathlib import Path
+
+    flag = Path(marker) / f"seed{seed}"
+    if seed == 1 and not flag.exists():
+        flag.touch()
+        os._exit(1)
+    return {"seed": seed, "value": seed * 10}
+
+
+def test_a_dead_worker_is_retried_with_the_same_result(tmp_path):
+    import sys
+
+    import ray.cloudpickle
+
+    from advbench.dispatch import run_tasks
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # ship this test module's task to Ray
+    per_task = [{"seed": s} for s in (0, 1, 2)]
+    settings = RaySettings(num_cpus=2, num_gpus=0, object_store_mb=100, max_retries=2)
+    out = run_tasks(_dies_once, {"marker": str(tmp_path)}, per_task, settings)
+    assert (tmp_path / "seed1").exists()  # the worker did die once
+    assert out == run_tasks(_dies_once, {"marker": str(tmp_path)}, per_task, RaySettings(use_ray=False))
+    no_retry = RaySettings(num_cpus=2, num_gpus=0, object_store_mb=100, max_retries=0)
+    (tmp_path / "seed1").unlink()
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        run_tasks(_dies_once, {"marker": str(tmp_path)}, per_task, no_retry)

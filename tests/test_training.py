@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -106,3 +108,17 @@ def test_non_finite_loss_fails_loudly_naming_model_and_epoch():
         FloatingPointError, match=r"model 'softmax' regime 'clean': non-finite loss in epoch 1"
     ):
         train_model(spec, regime_spec("clean", {"kind": "clean"}), data, seed=0)
+
+
+def test_retraining_continues_from_the_best_model_on_train_and_validation():
+    spec = _spec(input_keep=1.0, hidden_keep=1.0, hidden_scale=1.0)
+    clean, data = regime_spec("clean", {"kind": "clean"}), _tensors()
+    stage1_state, stage1 = train_model(spec, clean, data, seed=3)
+    retrain = replace(spec, train=replace(spec.train, retrain=True, retrain_max_epochs=3))
+    state, curves = train_model(retrain, clean, data, seed=3)
+    first, second = [c for c in curves if c["stage"] == 1], [c for c in curves if c["stage"] == 2]
+    assert [c["val_error"] for c in first] == [c["val_error"] for c in stage1]  # stage 1 unchanged
+    assert 1 <= len(second) <= 3 and [c["epoch"] for c in second] == list(range(6, 6 + len(second)))
+    assert all(c["lr"] <= 0.0615 and c["momentum"] == 0.694 for c in second)
+    assert not all(torch.equal(state[k], stage1_state[k]) for k in state)  # it kept training
+    assert second[-1]["val_error"] <= min(c["val_error"] for c in stage1)  # validation data is now trained on

@@ -60,7 +60,9 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
     config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
     epochs = config["models"]["maxout"]["train"]["max_epochs"]
     assert sorted(curves["seed"].unique()) == [0, 1]
-    assert (curves.groupby("seed")["epoch"].max() == epochs).all()
+    stage1, stage2 = curves[curves["stage"] == 1], curves[curves["stage"] == 2]
+    assert (stage1.groupby("seed")["epoch"].max() == epochs).all()
+    assert stage2.groupby("seed")["epoch"].min().tolist() == [epochs + 1, epochs + 1]  # retrained on 60k
     spec = model_spec("maxout", config["models"]["maxout"])
     ckpt = smoke_run / "results/models/dataset=mnist/model=maxout/regime=adversarial/seed=1.safetensors"
     model = load_into(build(spec), ckpt)
