@@ -82,6 +82,12 @@ def run_tasks(
     import ray
 
     with ray_session(settings):
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if settings.num_gpus_per_task > gpus:
+            raise ValueError(
+                f"ray.num_gpus_per_task is {settings.num_gpus_per_task} but the Ray cluster has {gpus} GPUs; "
+                "set ray.num_gpus_per_task to 0 to run on CPUs"
+            )
         refs = {name: ray.put(value) for name, value in shared.items()}
         remote = ray.remote(fn).options(
             num_cpus=settings.num_cpus_per_task,

@@ -114,8 +114,8 @@ class Sgd:
 
     model: nn.Module
     max_col_norm: float | None
-    velocity: list[torch.Tensor] = field(default_factory=list)
-    step: int = 0
+    velocity: list[torch.Tensor] = field(init=False)
+    step: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]

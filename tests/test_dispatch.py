@@ -65,3 +65,11 @@ def test_a_dead_worker_is_retried_with_the_same_result(tmp_path):
     (tmp_path / "seed1").unlink()
     with pytest.raises(ray.exceptions.WorkerCrashedError):
         run_tasks(_dies_once, {"marker": str(tmp_path)}, per_task, no_retry)
+
+
+def test_asking_for_gpus_ray_does_not_have_fails_fast():
+    from advbench.dispatch import run_tasks
+
+    settings = RaySettings(num_cpus=1, num_gpus=0, object_store_mb=100, num_gpus_per_task=0.25)
+    with pytest.raises(ValueError, match="ray.num_gpus_per_task is 0.25 but the Ray cluster has 0"):
+        run_tasks(_dies_once, {"marker": "unused"}, [{"seed": 0}], settings)

@@ -1,5 +1,6 @@
 localrules:
     report,
+    figures,
 
 
 rule report:
