@@ -68,7 +68,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RegimeSpec:
-    """Training objective: ``clean`` or the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``."""
+    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, or its
+    noise controls (``noise_sign``, ``noise_uniform``); optionally plus L1 weight decay on the first layer."""
 
     name: str
     kind: str
@@ -76,6 +77,7 @@ class RegimeSpec:
     eps: float = 0.25
     clip: bool = False
     grad_in_train_mode: bool = True
+    l1_first_layer: float = 0.0
 
 
 def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:

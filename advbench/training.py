@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from advbench.attacks import fgsm
 from advbench.config import ModelSpec, RegimeSpec, TrainSpec
 from advbench.evaluation import fgsm_scores
-from advbench.models import apply_max_col_norm, build
+from advbench.models import apply_max_col_norm, build, linear_layers
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,17 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
 
     For ``fgsm`` with ``grad_in_train_mode`` the perturbation's gradient comes from the same backward pass
     as the clean loss's parameter gradient (one extra forward and backward in all); no gradient flows
-    through the sign.
+    through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps.
     """
     if regime.kind == "clean":
         clean = F.cross_entropy(model(x), y, reduction="none")
         clean.mean().backward()
         return clean.detach()
-    if regime.grad_in_train_mode:
+    if regime.kind in NOISE_KINDS:
+        x_adv = x + noise(x, regime)
+        clean = F.cross_entropy(model(x), y, reduction="none")
+        (regime.alpha * clean.mean()).backward()
+    elif regime.grad_in_train_mode:
         x_in = x.detach().clone().requires_grad_(True)
         clean = F.cross_entropy(model(x_in), y, reduction="none")
         if regime.alpha > 0:
@@ -84,6 +88,24 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
     adv = F.cross_entropy(model(x_adv.detach()), y, reduction="none")
     ((1 - regime.alpha) * adv.mean()).backward()
     return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
+
+
+NOISE_KINDS = ("noise_sign", "noise_uniform")
+
+
+def noise(x: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
+    """The paper's noise controls: ±eps per pixel with a random sign, or U(-eps, eps)."""
+    if regime.kind == "noise_sign":
+        return regime.eps * (torch.randint(0, 2, x.shape, device=x.device) * 2 - 1).to(x.dtype)
+    return torch.empty_like(x).uniform_(-regime.eps, regime.eps)
+
+
+def add_l1_first_layer(model: nn.Module, coef: float) -> float:
+    """Add the gradient of ``coef * sum|W|`` of the first layer to its ``.grad``; return the penalty."""
+    weight = linear_layers(model)[0].weight
+    with torch.no_grad():
+        weight.grad.add_(weight.sign(), alpha=coef)
+        return coef * float(weight.abs().sum())
 
 
 @torch.no_grad()
@@ -140,6 +162,8 @@ class Sgd:
             for p in params:
                 p.grad = None
             losses[idx] = objective(self.model, x[idx], y[idx], regime)
+            if regime.l1_first_layer:
+                losses[idx] += add_l1_first_layer(self.model, regime.l1_first_layer)
             lr = lr_at(self.step, t, lr0)
             sgd_step(params, self.velocity, lr, momentum)
             apply_max_col_norm(self.model, self.max_col_norm)

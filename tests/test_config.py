@@ -12,6 +12,7 @@ from advbench.config import (
     load_config,
     model_spec,
     model_spec_from_json,
+    regime_spec,
     spec_to_json,
     validate_config,
 )
@@ -72,3 +73,16 @@ def test_spec_json_round_trip(config):
     validate_config(config)
     spec = model_spec("maxout", config["models"]["maxout"])
     assert model_spec_from_json(spec_to_json(spec)) == spec
+
+
+def test_noise_and_l1_regimes_are_config_entries(config):
+    cfg = copy.deepcopy(config)
+    cfg["regimes"]["noise"] = {"kind": "noise_uniform", "eps": 0.25}
+    cfg["regimes"]["l1"] = {"kind": "clean", "l1_first_layer": 0.0025}
+    cfg["runs"] += [{"model": "maxout", "regime": "noise"}, {"model": "maxout", "regime": "l1"}]
+    validate_config(cfg)
+    assert regime_spec("l1", cfg["regimes"]["l1"]).l1_first_layer == 0.0025
+    assert regime_spec("noise", cfg["regimes"]["noise"]).alpha == 0.5  # the adversarial-training mixture
+    cfg["regimes"]["l1"]["l1_first_layer"] = -1
+    with pytest.raises(ConfigError, match="l1_first_layer"):
+        validate_config(cfg)

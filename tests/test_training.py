@@ -10,7 +10,16 @@ from torch.nn import functional as F
 
 from advbench.config import TrainSpec, model_spec, regime_spec
 from advbench.models import build
-from advbench.training import Tensors, lr_at, momentum_at, objective, task_seed, train_model
+from advbench.training import (
+    Tensors,
+    add_l1_first_layer,
+    lr_at,
+    momentum_at,
+    noise,
+    objective,
+    task_seed,
+    train_model,
+)
 
 
 def test_momentum_ramp_and_lr_decay():
@@ -122,3 +131,46 @@ def test_retraining_continues_from_the_best_model_on_train_and_validation():
     assert all(c["lr"] <= 0.0615 and c["momentum"] == 0.694 for c in second)
     assert not all(torch.equal(state[k], stage1_state[k]) for k in state)  # it kept training
     assert second[-1]["val_error"] <= min(c["val_error"] for c in stage1)  # validation data is now trained on
+
+
+@pytest.mark.parametrize("kind", ["noise_sign", "noise_uniform"])
+def test_noise_controls_perturb_by_eps(kind):
+    x = torch.rand(200, 784)
+    delta = noise(x, regime_spec(kind, {"kind": kind, "eps": 0.25}))
+    assert delta.abs().max() <= 0.25
+    if kind == "noise_sign":
+        assert set(delta.unique().tolist()) == {-0.25, 0.25}
+    else:
+        assert delta.abs().min() < 0.25 and abs(float(delta.mean())) < 0.01
+
+
+def test_noise_objective_is_the_alpha_mixture():
+    g = torch.Generator().manual_seed(8)
+    x, y = torch.rand(16, 784, generator=g), torch.randint(0, 10, (16,), generator=g)
+    regime = regime_spec("noise", {"kind": "noise_uniform", "alpha": 0.5, "eps": 0.25})
+    model = _model()
+    torch.manual_seed(1)
+    objective(model, x, y, regime)
+    torch.manual_seed(1)
+    x_noisy = x + noise(x, regime)
+    ref = _model()
+    loss = 0.5 * F.cross_entropy(ref(x), y) + 0.5 * F.cross_entropy(ref(x_noisy), y)
+    expected = torch.autograd.grad(loss, list(ref.parameters()))
+    for p, e in zip(model.parameters(), expected, strict=True):
+        assert torch.allclose(p.grad, e, atol=1e-6)
+
+
+def test_l1_on_the_first_layer():
+    model = _model()
+    with torch.no_grad():
+        model.linear.weight.normal_()
+    model.linear.weight.grad = torch.zeros_like(model.linear.weight)
+    penalty = add_l1_first_layer(model, 0.0025)
+    assert penalty == pytest.approx(0.0025 * float(model.linear.weight.detach().abs().sum()))
+    assert torch.equal(model.linear.weight.grad, 0.0025 * model.linear.weight.sign())
+    plain = regime_spec("clean", {"kind": "clean"})
+    l1 = regime_spec("l1", {"kind": "clean", "l1_first_layer": 0.01})
+    spec = model_spec("softmax", {"arch": "softmax", "train": {"max_epochs": 3, "batch_size": 50}})
+    sparse, _ = train_model(spec, l1, _tensors(), seed=0)
+    dense, _ = train_model(spec, plain, _tensors(), seed=0)
+    assert sparse["linear.weight"].abs().sum() < 0.8 * dense["linear.weight"].abs().sum()
