@@ -96,14 +96,23 @@ def spec_to_json(spec: ModelSpec | RegimeSpec) -> str:
     return json.dumps(asdict(spec), sort_keys=True)
 
 
-def model_spec_from_json(text: str) -> ModelSpec:
-    data = json.loads(text)
+def model_spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    """Inverse of ``asdict`` on a :class:`ModelSpec` (the name travels inside)."""
+    data = dict(data)
     return model_spec(data.pop("name"), data)
 
 
-def regime_spec_from_json(text: str) -> RegimeSpec:
-    data = json.loads(text)
+def regime_spec_from_dict(data: dict[str, Any]) -> RegimeSpec:
+    data = dict(data)
     return regime_spec(data.pop("name"), data)
+
+
+def model_spec_from_json(text: str) -> ModelSpec:
+    return model_spec_from_dict(json.loads(text))
+
+
+def regime_spec_from_json(text: str) -> RegimeSpec:
+    return regime_spec_from_dict(json.loads(text))
 
 
 def run_id(model: str, regime: str) -> str:

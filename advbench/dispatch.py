@@ -107,8 +107,8 @@ def task_device(num_gpus_per_task: float) -> str:
     return "cuda" if num_gpus_per_task > 0 and torch.cuda.is_available() else "cpu"
 
 
-def pin_threads(num_cpus: float) -> None:
-    """Give torch as many threads as the task has CPUs (and send the task's log lines to stderr)."""
+def init_task(num_cpus: float) -> None:
+    """Per-task setup: torch gets as many threads as the task has CPUs; log lines go to stderr."""
     import torch
 
     if not logging.getLogger().handlers:

@@ -17,7 +17,7 @@ import torch
 from advbench import checkpoints, results
 from advbench.config import CONFIG_HASH_ENV, ModelSpec, RegimeSpec
 from advbench.data import load_splits, to_float
-from advbench.dispatch import RaySettings, pin_threads, run_tasks, task_device
+from advbench.dispatch import RaySettings, init_task, run_tasks, task_device
 from advbench.evaluation import fgsm_scores
 from advbench.models import build
 from advbench.training import Tensors, task_seed, train_model
@@ -62,7 +62,7 @@ def train_task(
     settings: RaySettings,
 ) -> dict:
     """Train one (model, regime, seed), write its checkpoint, return its curve rows."""
-    pin_threads(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
     tensors = Tensors(
         *(_tensor(data[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
@@ -96,7 +96,7 @@ def fgsm_task(
     settings: RaySettings,
 ) -> dict:
     """FGSM on the test set crafted on ``source``, scored on ``target`` (the same model for white-box)."""
-    pin_threads(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
     src = load_model(source, device)
     tgt = src if target == source else load_model(target, device)

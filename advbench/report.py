@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 
 from advbench import figures, paper, results
 from advbench.attacks import fgsm
-from advbench.config import model_spec, regime_spec
+from advbench.config import ModelSpec, model_spec_from_dict, regime_spec_from_dict
 from advbench.data import load_splits, to_float
 from advbench.figures import save
 from advbench.jobs import Trained, load_model
+from advbench.models import linear_layers
 from advbench.results import atomic_path
 
 PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std"]
@@ -80,11 +80,10 @@ def make_report(attack: Sequence[Path], transfer: Sequence[Path], out_dir: Path)
     return comparison
 
 
-def first_layer_rows(state: dict, pieces: int, arch: str, n: int = 10) -> np.ndarray:
+def first_layer_rows(model: torch.nn.Module, spec: ModelSpec, n: int = 10) -> np.ndarray:
     """First-layer incoming weight vectors: one piece per maxout unit, or the softmax's class templates."""
-    name = "net.1.linear.weight" if arch == "maxout" else "linear.weight"
-    w = state[name].numpy()
-    return (w[::pieces] if arch == "maxout" else w)[:n]
+    w = linear_layers(model)[0].weight.detach().numpy()
+    return (w[:: spec.pieces] if spec.arch == "maxout" else w)[:n]
 
 
 def fgsm_examples(entry: Trained, x: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, list]:
@@ -119,12 +118,7 @@ def make_figures(
     )
     trained = {e["run"]: _trained(e) for e in job["weights"] + job["examples"]}
     rows = [
-        (
-            run,
-            first_layer_rows(
-                load_file(trained[run].checkpoint), trained[run].spec.pieces, trained[run].spec.arch
-            ),
-        )
+        (run, first_layer_rows(load_model(trained[run], "cpu"), trained[run].spec))
         for run in (e["run"] for e in job["weights"])
     ]
     written += save(figures.weight_panels(rows), out_dir / "first_layer_weights")
@@ -145,7 +139,6 @@ def make_figures(
 
 
 def _trained(entry: dict) -> Trained:
-    model, regime = dict(entry["model"]), dict(entry["regime"])
     return Trained(
-        model_spec(model.pop("name"), model), regime_spec(regime.pop("name"), regime), entry["checkpoint"]
+        model_spec_from_dict(entry["model"]), regime_spec_from_dict(entry["regime"]), entry["checkpoint"]
     )
