@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from advbench.heads import attack_loss
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -34,12 +35,16 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def input_gradient(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss = F.cross_entropy
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss | None = None
 ) -> torch.Tensor:
-    """Gradient of the summed loss w.r.t. the input (summing keeps per-example gradients independent)."""
+    """Gradient of the summed loss w.r.t. the input (summing keeps per-example gradients independent).
+
+    The default loss is the model head's ``-log p_y`` (cross-entropy for a softmax).
+    """
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        value = loss(model(x), y, reduction="sum")
+        out = model(x)
+        value = attack_loss(model, out, y, "sum") if loss is None else loss(out, y, reduction="sum")
         (grad,) = torch.autograd.grad(value, x)
     return grad
 
@@ -53,7 +58,7 @@ def linf_pgd(
     step_size: float | None = None,
     random_start: bool = False,
     clip: tuple[float, float] | None = None,
-    loss: Loss = F.cross_entropy,
+    loss: Loss | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Maximize ``loss`` within the L-inf ball of radius ``eps`` around ``x`` by signed-gradient steps.

@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|report|figures``: the commands the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures``: the commands the workflow's rules call.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -74,7 +74,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         job["dataset"],
         job.get("subset", {}),
         _ray_settings(args),
+        members=args.members,
     )
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from advbench.experiments import run_experiment
+
+    outs = dict(item.split("=", 1) for item in args.out)
+    outs = {kind: Path(path) for kind, path in outs.items()}
+    run_experiment(args.name, _job(args.job), args.data, args.seeds, outs, _ray_settings(args))
 
 
 def _run_fgsm(args: argparse.Namespace, sources: list, targets: list) -> None:
@@ -101,14 +110,14 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from advbench.report import make_report
 
-    table = make_report(args.attack, args.transfer, args.out_dir)
+    table = make_report(args.results, args.out_dir)
     log.info("paper comparison:\n%s", table.to_string(index=False))
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from advbench.report import make_figures
 
-    written = make_figures(args.attack, args.transfer, args.curves, args.data, _job(args.job), args.out_dir)
+    written = make_figures(args.results, args.data, _job(args.job), args.out_dir)
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
 
 
@@ -142,7 +151,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--regime", required=True, help="regime spec (JSON)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="one .safetensors per seed")
     p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
+    p.add_argument("--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("experiment", help="agreement, sweep, ensemble or rubbish: one Ray task per seed")
+    _dispatch_args(p)
+    p.add_argument("name", choices=["agreement", "sweep", "ensemble", "rubbish"])
+    p.add_argument("--out", nargs="+", required=True, help="KIND=PATH for each results file")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("attack", help="FGSM over the eps grid on a model's own test examples")
     _dispatch_args(p)
@@ -161,16 +177,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("report", help="paper-vs-reproduced tables from the Parquet results")
-    p.add_argument("--attack", type=Path, nargs="*", default=[])
-    p.add_argument("--transfer", type=Path, nargs="*", default=[])
+    p = sub.add_parser("report", help="paper-vs-reproduced and per-experiment tables from the Parquet results")
+    p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("figures", help="figures (PNG + PDF) from the results, checkpoints and test set")
-    p.add_argument("--attack", type=Path, nargs="+", required=True)
-    p.add_argument("--transfer", type=Path, nargs="*", default=[])
-    p.add_argument("--curves", type=Path, nargs="+", required=True)
+    p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: runs for weights and examples, eps values")
     p.add_argument("--out-dir", type=Path, required=True)

@@ -7,6 +7,7 @@ Job specs travel from the rules to the CLI as JSON and come back here as datacla
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ class TrainSpec:
     retrain_lr: float = 0.0615
     retrain_momentum: float = 0.694
     retrain_max_epochs: int = 100
+    n_train: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class ModelSpec:
     input_scale: float = 1.0
     hidden_keep: float = 0.5
     hidden_scale: float = 2.0
+    output: str = "softmax"
+    classes: tuple[int, ...] | None = None
+    rbf_mu_init: float = 0.0
+    rbf_beta_init: float = 0.01
     train: TrainSpec = field(default_factory=TrainSpec)
 
 
@@ -83,6 +89,8 @@ class RegimeSpec:
 def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
     """Build a :class:`ModelSpec` from a (schema-validated) config entry."""
     fields = {k: v for k, v in entry.items() if k != "train"}
+    if fields.get("classes") is not None:
+        fields["classes"] = tuple(fields["classes"])
     return ModelSpec(name=name, train=TrainSpec(**entry.get("train", {})), **fields)
 
 
@@ -125,38 +133,97 @@ def split_run_id(run: str) -> tuple[str, str]:
     return model, regime
 
 
+def run_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The config's runs by run id."""
+    return {run_id(r["model"], r["regime"]): r for r in config["runs"]}
+
+
+def run_model_entry(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The model entry of ``run`` with the run's own ``train`` overrides merged in."""
+    entry = run_entries(config)[run]
+    model = copy.deepcopy(config["models"][entry["model"]])
+    model["train"] = {**model.get("train", {}), **entry.get("train", {})}
+    return model
+
+
+def run_model_spec(config: dict[str, Any], run: str) -> ModelSpec:
+    return model_spec(run_entries(config)[run]["model"], run_model_entry(config, run))
+
+
+def run_attack(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The ``attack`` section with the run's own ``attack`` overrides merged in."""
+    return {**config["attack"], **run_entries(config)[run].get("attack", {})}
+
+
 def check_experiment(config: dict[str, Any]) -> None:
     """Check references between config sections; raise :class:`ConfigError` naming the key."""
-    models, regimes = config["models"], config["regimes"]
-    seen: set[str] = set()
-    for i, run in enumerate(config["runs"]):
-        if run["model"] not in models:
-            raise ConfigError(
-                f"runs[{i}].model: unknown model {run['model']!r}; expected one of {sorted(models)}"
-            )
-        if run["regime"] not in regimes:
-            raise ConfigError(
-                f"runs[{i}].regime: unknown regime {run['regime']!r}; expected one of {sorted(regimes)}"
-            )
-        rid = run_id(run["model"], run["regime"])
-        if rid in seen:
-            raise ConfigError(f"runs[{i}]: duplicate run {rid!r}")
-        seen.add(rid)
+    runs = _check_runs(config)
+    single = sorted(r for r, e in runs.items() if e.get("members", 1) == 1)
     for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
         for end in ("source", "target"):
-            if pair[end] not in seen:
-                raise ConfigError(
-                    f"transfer.pairs[{i}].{end}: {pair[end]!r} is not a trained run; "
-                    f"expected one of {sorted(seen)}"
-                )
+            _check_ref(pair[end], single, f"transfer.pairs[{i}].{end}")
         if pair["source"] == pair["target"]:
             raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
     for key in ("weights", "examples"):
         for i, run in enumerate(config.get("report", {}).get(key, [])):
-            if run not in seen:
+            _check_ref(run, single, f"report.{key}[{i}]")
+    _check_evaluations(config, runs, single)
+
+
+def _check_ref(run: str, allowed: list[str], key: str) -> None:
+    if run not in allowed:
+        raise ConfigError(f"{key}: {run!r} is not a trained run; expected one of {allowed}")
+
+
+def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    models, regimes = config["models"], config["regimes"]
+    seen: dict[str, dict[str, Any]] = {}
+    for i, run in enumerate(config["runs"]):
+        for key, known in (("model", models), ("regime", regimes)):
+            if run[key] not in known:
                 raise ConfigError(
-                    f"report.{key}[{i}]: {run!r} is not a trained run; expected one of {sorted(seen)}"
+                    f"runs[{i}].{key}: unknown {key} {run[key]!r}; expected one of {sorted(known)}"
                 )
+        rid = run_id(run["model"], run["regime"])
+        if rid in seen:
+            raise ConfigError(f"runs[{i}]: duplicate run {rid!r}")
+        seen[rid] = run
+        _check_overrides(config, run, i)
+    return seen
+
+
+def _check_overrides(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
+    """A run's ``train`` and ``attack`` overrides must be valid values of those sections."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    checks = (("train", schema["definitions"]["train"]), ("attack", schema["properties"]["attack"]))
+    for key, sub in checks:
+        if key not in run:
+            continue
+        sub = {**sub, "definitions": schema["definitions"]}
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(sub).iter_errors(run[key]))
+        if error is not None:
+            where = ".".join(map(str, error.absolute_path))
+            raise ConfigError(f"runs[{i}].{key}{'.' + where if where else ''}: {error.message}")
+
+
+def _check_evaluations(config: dict[str, Any], runs: dict[str, dict], single: list[str]) -> None:
+    """The optional experiment sections name trained runs of the right kind."""
+    agreement = config.get("agreement")
+    if agreement:
+        for j, run in enumerate([agreement["source"], *agreement["observers"]]):
+            _check_ref(run, single, "agreement.source" if j == 0 else f"agreement.observers[{j - 1}]")
+    if config.get("sweep"):
+        _check_ref(config["sweep"]["run"], single, "sweep.run")
+    for i, run in enumerate((config.get("rubbish") or {}).get("runs", [])):
+        _check_ref(run, single, f"rubbish.runs[{i}]")
+    grouped = sorted(r for r, e in runs.items() if e.get("members", 1) > 1)
+    if len(grouped) > 1:
+        raise ConfigError(f"runs: at most one run may have members > 1 (an ensemble); found {grouped}")
+    ensemble = config.get("ensemble")
+    if ensemble:
+        _check_ref(ensemble["run"], grouped, "ensemble.run (a run with members > 1)")
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:

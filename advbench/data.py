@@ -151,3 +151,19 @@ def load_splits(
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 images to the paper's pixel space: float32 in [0, 1], flattened to 784."""
     return (x.reshape(len(x), -1).astype(np.float32)) / 255.0
+
+
+def restrict_classes(data: dict[str, np.ndarray], classes: tuple[int, ...] | None) -> dict[str, np.ndarray]:
+    """Keep only the examples of ``classes`` in every split and relabel them ``0..k-1`` in that order."""
+    if not classes:
+        return data
+    out = {}
+    lookup = np.full(10, -1, dtype=np.int64)
+    lookup[list(classes)] = np.arange(len(classes))
+    for split in ("train", "val", "test"):
+        if f"y_{split}" not in data:
+            continue
+        y = np.asarray(data[f"y_{split}"])
+        keep = np.isin(y, classes)
+        out[f"x_{split}"], out[f"y_{split}"] = np.asarray(data[f"x_{split}"])[keep], lookup[y[keep]]
+    return out

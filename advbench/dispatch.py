@@ -1,8 +1,10 @@
 """Ray, in one place: join a cluster or start an embedded loopback-only instance, and run one task per key.
 
-With ``RAY_ADDRESS`` (or ``ray.address`` in the config) set, jobs join that cluster. Otherwise each job starts
-a private local Ray with explicit ``num_cpus`` (the rule's threads), no dashboard, a capped object store and
-its own temp dir, listening on 127.0.0.1 only; the workflow's ``ray`` resource keeps two from running at once.
+With ``RAY_ADDRESS`` (or ``ray.address`` in the config) set, jobs join that cluster. Otherwise a local workflow
+run starts one embedded Ray for all its jobs (``start_shared_head``, from Snakemake's ``onstart``) and every
+job joins it. A job without either (run by hand, or on a remote executor) starts a private local Ray with
+explicit ``num_cpus`` (the rule's threads); every local Ray has no dashboard, a capped object store and its
+own temp dir, and listens on 127.0.0.1 only.
 ``use_ray=False`` runs the same task functions serially in-process (unit tests, debugging).
 """
 
@@ -35,7 +37,56 @@ class RaySettings:
 
     @property
     def cluster_address(self) -> str | None:
-        return os.environ.get("RAY_ADDRESS") or self.address
+        """A cluster to join: ``RAY_ADDRESS``, the config's address, or the workflow's shared head."""
+        return os.environ.get("RAY_ADDRESS") or self.address or os.environ.get(SHARED_HEAD_ENV)
+
+
+SHARED_HEAD_ENV = "ADVBENCH_RAY_HEAD"
+
+
+def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) -> str:
+    """Start a private, loopback-only Ray in this process (the caller becomes its driver); return its
+    temp dir. Its processes share this process's fate (Linux kills them when it dies)."""
+    import ray
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind every port to loopback only
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    temp_dir = tempfile.mkdtemp(prefix="advray-", dir="/tmp")
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        include_dashboard=False,
+        object_store_memory=object_store_mb * 2**20,
+        _temp_dir=temp_dir,
+    )
+    return temp_dir
+
+
+_shared_temp_dir: str | None = None
+
+
+def start_shared_head(num_cpus: int, object_store_mb: int = 1024) -> str:
+    """One embedded Ray for a whole workflow run (called from Snakemake's ``onstart``): every job joins it
+    through ``ADVBENCH_RAY_HEAD``, so jobs pay no Ray start-up and their tasks share the cores."""
+    global _shared_temp_dir
+    import ray
+
+    _shared_temp_dir = _start_local(num_cpus, None, object_store_mb)
+    address = ray.get_runtime_context().gcs_address
+    os.environ[SHARED_HEAD_ENV] = address
+    log.info("shared Ray head at %s with %d CPUs", address, num_cpus)
+    return address
+
+
+def stop_shared_head() -> None:
+    """Shut the shared head down (Snakemake's ``onsuccess`` / ``onerror``)."""
+    import ray
+
+    os.environ.pop(SHARED_HEAD_ENV, None)
+    ray.shutdown()
+    if _shared_temp_dir:
+        shutil.rmtree(_shared_temp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -50,17 +101,7 @@ def ray_session(settings: RaySettings) -> Iterator[None]:
     if settings.cluster_address:
         ray.init(address=settings.cluster_address, log_to_driver=True)
     else:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind every port to loopback only
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        temp_dir = tempfile.mkdtemp(prefix="advray-", dir="/tmp")
-        ray.init(
-            address="local",
-            num_cpus=settings.num_cpus,
-            num_gpus=settings.num_gpus,
-            include_dashboard=False,
-            object_store_memory=settings.object_store_mb * 2**20,
-            _temp_dir=temp_dir,
-        )
+        temp_dir = _start_local(settings.num_cpus, settings.num_gpus, settings.object_store_mb)
     try:
         yield
     finally:

@@ -1,7 +1,8 @@
 """Metrics over batches: error and confidence under FGSM, for a model's own examples or transferred ones.
 
 Adversarial examples are always scored by re-running the target model on them. "Confidence" is the paper's:
-the predicted class's probability, averaged over the misclassified examples (``mean_conf_wrong``).
+the predicted class's probability (under the model's head, see :mod:`advbench.heads`), averaged over the
+misclassified examples (``mean_conf_wrong``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from advbench.attacks import attack_mode, fgsm_from_direction, input_gradient
+from advbench.heads import probabilities
 
 
 @dataclass
@@ -78,6 +80,6 @@ def fgsm_scores(
             with torch.inference_mode():
                 for (e, c), tally in tallies.items():
                     x_adv = fgsm_from_direction(xb, direction, e, c)
-                    probs = torch.softmax(target(x_adv), dim=1)
+                    probs = probabilities(target, target(x_adv))
                     tally.add(probs, yb, float((x_adv - xb).abs().max()))
     return [{"eps": float(e), "clipped": c, **t.row()} for (e, c), t in tallies.items()]

@@ -16,7 +16,7 @@ import torch
 
 from advbench import checkpoints, results
 from advbench.config import CONFIG_HASH_ENV, ModelSpec, RegimeSpec
-from advbench.data import load_splits, to_float
+from advbench.data import load_splits, restrict_classes, to_float
 from advbench.dispatch import RaySettings, init_task, run_tasks, task_device
 from advbench.evaluation import fgsm_scores
 from advbench.models import build
@@ -52,6 +52,15 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
+def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
+    """The model's classes (all, or its ``classes`` subset) and the first ``train.n_train`` training examples."""
+    data = restrict_classes(data, spec.classes)
+    n = spec.train.n_train
+    parts = {"x_train": data["x_train"][:n], "y_train": data["y_train"][:n]}
+    parts |= {k: data[k] for k in ("x_val", "y_val")}
+    return Tensors(*(_tensor(parts[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val")))
+
+
 def train_task(
     data: dict,
     spec: ModelSpec,
@@ -60,24 +69,31 @@ def train_task(
     seed: int,
     checkpoint: str,
     settings: RaySettings,
+    member: int | None = None,
 ) -> dict:
-    """Train one (model, regime, seed), write its checkpoint, return its curve rows."""
+    """Train one (model, regime, seed[, ensemble member]), write its checkpoint, return its curve rows."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
-    tensors = Tensors(
-        *(_tensor(data[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
-    )
-    key_seed = task_seed(dataset, spec.name, regime.name, seed)
-    state, curves = train_model(spec, regime, tensors, key_seed, tag=f" seed {seed}")
+    tensors = train_tensors(data, spec, device)
+    key = (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
+    tag = f" seed {seed}" + ("" if member is None else f" member {member}")
+    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag)
     meta = {
         "model": spec.name,
         "regime": regime.name,
         "seed": str(seed),
+        "member": str(member),
         "spec": json.dumps(asdict(spec), sort_keys=True),
     }
     checkpoints.save(state, Path(checkpoint), meta)
-    keys = {"dataset": dataset, "seed": seed, "model": spec.name, "regime": regime.name}
+    keys = {"dataset": dataset, "seed": seed, "model": spec.name, "regime": regime.name, "member": member}
     return {"rows": [{**keys, **row} for row in curves], "node_id": _node_id(), "device": device}
+
+
+def test_tensors(data: dict, spec: ModelSpec, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split, restricted to the model's classes."""
+    data = restrict_classes({"x_test": data["x_test"], "y_test": data["y_test"]}, spec.classes)
+    return _tensor(data["x_test"], device, True), _tensor(data["y_test"], device, False)
 
 
 def load_model(trained: Trained, device: str) -> torch.nn.Module:
@@ -100,7 +116,7 @@ def fgsm_task(
     device = task_device(settings.num_gpus_per_task)
     src = load_model(source, device)
     tgt = src if target == source else load_model(target, device)
-    x, y = _tensor(data["x_test"], device, True), _tensor(data["y_test"], device, False)
+    x, y = test_tensors(data, source.spec, device)
     rows = fgsm_scores(src, tgt, x, y, attack.eps, attack.clips, attack.batch_size, attack.label_source)
     keys = {"dataset": dataset, "seed": seed, "attack": "fgsm", "label_source": attack.label_source}
     if target == source:
@@ -115,17 +131,33 @@ def fgsm_task(
     return {"rows": [{**keys, **row} for row in rows], "node_id": _node_id(), "device": device}
 
 
-def _write(
-    outputs: list[dict], kind: str, out: Path, rule: str, wildcards: dict, settings: RaySettings
+def write_outputs(
+    outputs: list[dict],
+    kind: str,
+    out: Path,
+    rule: str,
+    wildcards: dict,
+    settings: RaySettings,
+    field: str = "rows",
 ) -> None:
-    rows = [row for o in outputs for row in o["rows"]]
+    """All tasks' ``field`` rows in one results file, with the job's provenance."""
+    rows = [row for o in outputs for row in o[field]]
     extra = {
         "node_ids": sorted({o["node_id"] for o in outputs}),
         "devices": sorted({o["device"] for o in outputs}),
-        "ray_address": settings.cluster_address or "embedded",
+        "ray_address": ray_mode(settings),
     }
     meta = results.provenance(os.environ.get(CONFIG_HASH_ENV, "unknown"), rule, wildcards, extra)
     results.write_table(rows, kind, out, meta)
+
+
+def ray_mode(settings: RaySettings) -> str:
+    """Where the tasks ran, for the provenance: a cluster's address, or which kind of embedded Ray."""
+    if not settings.use_ray:
+        return "serial"
+    if os.environ.get("RAY_ADDRESS") or settings.address:
+        return settings.cluster_address or ""
+    return "embedded (shared by the workflow run)" if settings.cluster_address else "embedded (per job)"
 
 
 def _absolute(trained: Trained) -> Trained:
@@ -146,15 +178,23 @@ def run_train(
     dataset: str,
     subset: dict,
     settings: RaySettings,
+    members: int = 1,
 ) -> None:
-    """One Snakemake train job: a task per seed, then the curves of all seeds in one file."""
+    """One Snakemake train job: a task per seed (and ensemble member), then all curves in one file.
+
+    With ``members > 1``, ``ckpts`` lists every seed's members in turn (seed-major).
+    """
     data = subset_data(data_path, subset)
+    keys = [(s, m) for s in seeds for m in range(members)] if members > 1 else [(s, None) for s in seeds]
     # absolute paths: a task on another node of a cluster does not run in this job's directory
-    per_task = [{"seed": s, "checkpoint": str(Path(c).resolve())} for s, c in zip(seeds, ckpts, strict=True)]
+    per_task = [
+        {"seed": s, "member": m, "checkpoint": str(Path(c).resolve())}
+        for (s, m), c in zip(keys, ckpts, strict=True)
+    ]
     shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
     outputs = run_tasks(train_task, shared, per_task, settings)
     wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
-    _write(outputs, "curves", curves_out, "train", wildcards, settings)
+    write_outputs(outputs, "curves", curves_out, "train", wildcards, settings)
 
 
 def run_fgsm(
@@ -181,4 +221,4 @@ def run_fgsm(
     if not white_box:
         wildcards["target"] = f"{tgt.spec.name}-{tgt.regime.name}"
     kind = "attack" if white_box else "transfer"
-    _write(outputs, kind, out, kind, wildcards, settings)
+    write_outputs(outputs, kind, out, kind, wildcards, settings)

@@ -21,12 +21,13 @@ from advbench.results import atomic_path
 PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std"]
 
 
-def load_tables(attack: Sequence[Path], transfer: Sequence[Path]) -> dict[str, pd.DataFrame]:
-    """Every results file of each kind, schema-checked and concatenated."""
-    return {
-        "attack": results.read_many(attack, "attack").to_pandas(),
-        "transfer": results.read_many(transfer, "transfer").to_pandas(),
-    }
+def load_tables(paths: Sequence[Path]) -> dict[str, pd.DataFrame]:
+    """Every results file, grouped by the kind recorded in its metadata, schema-checked and concatenated;
+    every kind is present (empty when no file of it was given)."""
+    by_kind: dict[str, list[Path]] = {kind: [] for kind in results.SCHEMAS}
+    for path in paths:
+        by_kind[results.read_kind(Path(path))].append(Path(path))
+    return {kind: results.read_many(files, kind).to_pandas() for kind, files in by_kind.items()}
 
 
 def as_percent(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -50,6 +51,48 @@ def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
     return as_percent(out, ["error_mean", "error_std", "conf_wrong_mean", "conf_wrong_std"])
 
 
+def _mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean and sd over seeds of ``columns`` per ``keys``, with the number of seeds."""
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "n_seeds"])
+    aggs = {f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std")}
+    return df.groupby(keys, sort=True).agg(**aggs, n_seeds=("seed", "nunique")).reset_index()
+
+
+def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, str]]:
+    """The per-experiment tables (values in %): name -> (table, caption)."""
+    pct = ["error_mean", "error_std", "mean_conf_wrong_mean", "mean_conf_wrong_std"]
+    transfer = _mean_sd(
+        tables["transfer"],
+        ["source_model", "source_regime", "target_model", "target_regime", "eps", "clipped"],
+        ["error", "mean_conf_wrong"],
+    )
+    agreement = _mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
+    ensemble = _mean_sd(tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"])
+    rubbish = _mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
+    skew = _mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
+    curves = tables["curves"]
+    best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
+    training = _mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
+    return {
+        "transfer_summary": (as_percent(transfer, pct), "FGSM transfer: source's examples on the target (%)."),
+        "agreement_summary": (
+            as_percent(agreement, ["rate_mean", "rate_std"]),
+            "Cross-model agreement on the source's FGSM examples (%).",
+        ),
+        "ensemble_summary": (as_percent(ensemble, pct), "FGSM on an ensemble vs on one member, scored on the ensemble (%)."),
+        "rubbish_summary": (
+            as_percent(rubbish, ["error_mean", "error_std", "mean_conf_mean", "mean_conf_std"]),
+            "Rubbish-class inputs N(0, I): error = some class with p > threshold (%).",
+        ),
+        "rubbish_classes": (as_percent(skew, ["share_mean", "share_std"]), "Classes of confident rubbish predictions (%)."),
+        "training_summary": (
+            as_percent(training, [c for c in training.columns if "error" in c]),
+            "Selected epoch (stage 1) and its training / validation errors (%).",
+        ),
+    }
+
+
 def write_all(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     """Write ``df`` as ``stem.md``, ``stem.csv`` and ``stem.tex`` (booktabs), each atomically."""
     paths = [stem.with_suffix(s) for s in (".md", ".csv", ".tex")]
@@ -66,17 +109,18 @@ def write_all(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     return paths
 
 
-def make_report(attack: Sequence[Path], transfer: Sequence[Path], out_dir: Path) -> pd.DataFrame:
-    """Write ``paper_comparison`` and ``attack_summary`` tables under ``out_dir``; return the comparison."""
-    tables = load_tables(attack, transfer)
+def make_report(paths: Sequence[Path], out_dir: Path) -> pd.DataFrame:
+    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison."""
+    tables = load_tables(paths)
     comparison = paper.comparison(tables)
     write_all(
         as_percent(comparison, PERCENT_COLUMNS),
         out_dir / "paper_comparison",
         "Paper vs reproduced (values in %, mean and sd over seeds).",
     )
-    if not tables["attack"].empty:
-        write_all(attack_summary(tables["attack"]), out_dir / "attack_summary", "FGSM on MNIST test (%).")
+    write_all(attack_summary(tables["attack"]), out_dir / "attack_summary", "FGSM on the test set (%).")
+    for name, (table, caption) in experiment_tables(tables).items():
+        write_all(table, out_dir / name, caption)
     return comparison
 
 
@@ -99,23 +143,14 @@ def fgsm_examples(entry: Trained, x: np.ndarray, y: np.ndarray, eps: float) -> t
     return x_adv.numpy(), captions
 
 
-def make_figures(
-    attack: Sequence[Path],
-    transfer: Sequence[Path],
-    curves: Sequence[Path],
-    data: Path,
-    job: dict,
-    out_dir: Path,
-) -> list[Path]:
+def make_figures(paths: Sequence[Path], data: Path, job: dict, out_dir: Path) -> list[Path]:
     """Every figure of the report, from the results files, checkpoints and the test set."""
-    tables = load_tables(attack, transfer)
+    tables = load_tables(paths)
     written = save(figures.eps_curves(tables["attack"]), out_dir / "fgsm_vs_eps")
     eps = job["transfer_eps"]
     matrix = figures.transfer_matrix(tables["attack"], tables["transfer"], eps)
     written += save(figures.transfer_heatmap(matrix, eps), out_dir / "transfer_matrix")
-    written += save(
-        figures.training_curves(results.read_many(curves, "curves").to_pandas()), out_dir / "training_curves"
-    )
+    written += save(figures.training_curves(tables["curves"]), out_dir / "training_curves")
     trained = {e["run"]: _trained(e) for e in job["weights"] + job["examples"]}
     rows = [
         (run, first_layer_rows(load_model(trained[run], "cpu"), trained[run].spec))

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _KEYS = [
     pa.field("dataset", pa.string(), nullable=False),
     pa.field("seed", pa.int64(), nullable=False),
@@ -68,6 +68,62 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("val_adv_error", pa.float64(), False),
             pa.field("seconds", pa.float64(), False),
             pa.field("is_best", pa.bool_(), False),
+            pa.field("member", pa.int64(), True),
+        ]
+    ),
+    "agreement": pa.schema(
+        [
+            *_KEYS,
+            pa.field("eps", pa.float64(), False),
+            pa.field("reference", pa.string(), False),
+            pa.field("observer", pa.string(), False),
+            pa.field("condition", pa.string(), False),
+            pa.field("n", pa.int64(), False),
+            pa.field("n_agree", pa.int64(), False),
+            pa.field("rate", pa.float64(), True),
+        ]
+    ),
+    "sweep": pa.schema(
+        [
+            *_KEYS,
+            pa.field("run", pa.string(), False),
+            pa.field("example", pa.int64(), False),
+            pa.field("label", pa.int64(), False),
+            pa.field("eps", pa.float64(), False),
+            pa.field("class", pa.int64(), False),
+            pa.field("logit", pa.float64(), False),
+        ]
+    ),
+    "ensemble": pa.schema(
+        [
+            *_KEYS,
+            pa.field("run", pa.string(), False),
+            pa.field("members", pa.int64(), False),
+            pa.field("attacked", pa.string(), False),
+            *_ATTACK_KEYS,
+            *_COUNTS,
+        ]
+    ),
+    "rubbish": pa.schema(
+        [
+            *_KEYS,
+            pa.field("model", pa.string(), False),
+            pa.field("regime", pa.string(), False),
+            pa.field("threshold", pa.float64(), False),
+            pa.field("n", pa.int64(), False),
+            pa.field("n_confident", pa.int64(), False),
+            pa.field("error", pa.float64(), False),
+            pa.field("mean_conf", pa.float64(), True),
+        ]
+    ),
+    "rubbish_classes": pa.schema(
+        [
+            *_KEYS,
+            pa.field("model", pa.string(), False),
+            pa.field("regime", pa.string(), False),
+            pa.field("class", pa.int64(), False),
+            pa.field("n_predicted", pa.int64(), False),
+            pa.field("share", pa.float64(), True),
         ]
     ),
 }
@@ -155,6 +211,15 @@ def read_many(paths: Sequence[Path], kind: str) -> pa.Table:
     """Concatenate many results files of one kind (their metadata dropped)."""
     tables = [read_table(Path(p), kind).replace_schema_metadata(None) for p in paths]
     return pa.concat_tables(tables) if tables else SCHEMAS[kind].empty_table()
+
+
+def read_kind(path: Path) -> str:
+    """The kind of results a file holds, from its metadata."""
+    meta = pq.read_schema(path).metadata or {}
+    kind = meta.get(b"kind", b"").decode()
+    if kind not in SCHEMAS:
+        raise ResultsError(f"{path}: not an advbench results file (kind {kind!r}; expected one of {sorted(SCHEMAS)})")
+    return kind
 
 
 def read_meta(path: Path) -> dict[str, Any]:

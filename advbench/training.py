@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from advbench.attacks import fgsm
 from advbench.config import ModelSpec, RegimeSpec, TrainSpec
 from advbench.evaluation import fgsm_scores
+from advbench.heads import train_loss
 from advbench.models import apply_max_col_norm, build, linear_layers
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,16 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
     through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps.
     """
     if regime.kind == "clean":
-        clean = F.cross_entropy(model(x), y, reduction="none")
+        clean = train_loss(model, model(x), y, "none")
         clean.mean().backward()
         return clean.detach()
     if regime.kind in NOISE_KINDS:
         x_adv = x + noise(x, regime)
-        clean = F.cross_entropy(model(x), y, reduction="none")
+        clean = train_loss(model, model(x), y, "none")
         (regime.alpha * clean.mean()).backward()
     elif regime.grad_in_train_mode:
         x_in = x.detach().clone().requires_grad_(True)
-        clean = F.cross_entropy(model(x_in), y, reduction="none")
+        clean = train_loss(model, model(x_in), y, "none")
         if regime.alpha > 0:
             (regime.alpha * clean.mean()).backward()
             grad = x_in.grad
@@ -83,9 +83,9 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
             x_adv = x_adv.clamp(0.0, 1.0)
     else:
         x_adv = fgsm(model, x, y, regime.eps, clip=regime.clip)
-        clean = F.cross_entropy(model(x), y, reduction="none")
+        clean = train_loss(model, model(x), y, "none")
         (regime.alpha * clean.mean()).backward()
-    adv = F.cross_entropy(model(x_adv.detach()), y, reduction="none")
+    adv = train_loss(model, model(x_adv.detach()), y, "none")
     ((1 - regime.alpha) * adv.mean()).backward()
     return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
 

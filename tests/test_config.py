@@ -61,7 +61,8 @@ def test_bad_values_are_rejected_naming_the_key(config, mutate, names):
 def test_unknown_references_are_rejected(config):
     bad = copy.deepcopy(config)
     bad["runs"].append({"model": "maxout", "regime": "noise"})
-    with pytest.raises(ConfigError, match=r"runs\[3\]\.regime: unknown regime 'noise'"):
+    index = len(bad["runs"]) - 1
+    with pytest.raises(ConfigError, match=rf"runs\[{index}\]\.regime: unknown regime 'noise'"):
         validate_config(bad)
     bad = copy.deepcopy(config)
     bad["transfer"]["pairs"] = [{"source": "maxout-clean", "target": "softmax-adversarial"}]

@@ -33,7 +33,7 @@ def test_ray_job_equals_serial_job(prepared, tmp_path):
     for a, b in zip(serial_states, ray_states, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     meta = results.read_meta(tmp_path / "ray" / "curves.parquet")
-    assert meta["ray_address"] == "embedded" and meta["node_ids"] != ["local"]
+    assert meta["ray_address"] == "embedded (per job)" and meta["node_ids"] != ["local"]
 
 
 def _dies_once(marker: str, seed: int) -> dict:

@@ -12,13 +12,13 @@ rule attack:
         "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
-        ray=1,
+        ray=RAY_SLOT,
         mem_mb=4000,
         runtime=30,
     params:
-        model=lambda w: model_json(w.model),
+        model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=attack_job_json(config["attack"]["eps"]),
+        job=lambda w: attack_job_json(run_attack(config, run_id(w.model, w.regime))),
         seeds=SEED_ARGS,
     shell:
         "advbench attack --data {input.data} --job {params.job:q}"

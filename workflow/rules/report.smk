@@ -5,8 +5,7 @@ localrules:
 
 rule report:
     input:
-        attack=attack_outputs(),
-        transfer=transfer_outputs(),
+        all_results(),
     output:
         comparison=report(
             multiext("results/tables/paper_comparison", ".md", ".csv", ".tex"),
@@ -18,20 +17,26 @@ rule report:
             caption="../report/attack_summary.rst",
             category="FGSM",
         ),
+        experiments=report(
+            expand(
+                "results/tables/{table}.{ext}",
+                table=EXPERIMENT_TABLES,
+                ext=["md", "csv", "tex"],
+            ),
+            caption="../report/experiment_tables.rst",
+            category="Tables",
+        ),
     log:
         "logs/report/report.log",
     conda:
         "../envs/advbench.yaml"
     shell:
-        "advbench report --attack {input.attack} --transfer {input.transfer}"
-        " --out-dir results/tables > {log} 2>&1"
+        "advbench report --results {input} --out-dir results/tables > {log} 2>&1"
 
 
 rule figures:
     input:
-        attack=attack_outputs(),
-        transfer=transfer_outputs(),
-        curves=curves_outputs(),
+        results=all_results(),
         data=data_path(DATASET),
         checkpoints=figure_checkpoints(),
     output:
@@ -80,5 +85,5 @@ rule figures:
     params:
         job=figure_job_json(),
     shell:
-        "advbench figures --attack {input.attack} --transfer {input.transfer} --curves {input.curves}"
-        " --data {input.data} --job {params.job:q} --out-dir results/figures > {log} 2>&1"
+        "advbench figures --results {input.results} --data {input.data} --job {params.job:q}"
+        " --out-dir results/figures > {log} 2>&1"

@@ -15,15 +15,49 @@ rule train:
         "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
-        ray=1,
+        ray=RAY_SLOT,
         mem_mb=4000,
         runtime=120,
     params:
-        model=lambda w: model_json(w.model),
+        model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
         job=train_job_json(),
         seeds=SEED_ARGS,
     shell:
         "advbench train --data {input.data} --job {params.job:q}"
+        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+        " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
+
+
+
+rule train_members:
+    input:
+        data=lambda w: data_path(w.dataset),
+    output:
+        checkpoints=expand(
+            "results/models/dataset={{dataset}}/model={{model}}/regime={{regime}}/seed={seed}/member={member}.safetensors",
+            seed=SEEDS,
+            member=range(N_MEMBERS),
+        ),
+        curves="results/metrics/curves/dataset={dataset}/model={model}/regime={regime}/members.parquet",
+    log:
+        "logs/train/{dataset}/{model}-{regime}-members.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{model}-{regime}-members.tsv"
+    conda:
+        "../envs/advbench.yaml"
+    threads: RAY_THREADS
+    resources:
+        ray=RAY_SLOT,
+        mem_mb=4000,
+        runtime=240,
+    params:
+        model=lambda w: model_json(w.model, w.regime),
+        regime=lambda w: regime_json(w.regime),
+        job=train_job_json(),
+        seeds=SEED_ARGS,
+        members=N_MEMBERS,
+    shell:
+        "advbench train --data {input.data} --job {params.job:q} --members {params.members}"
         " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
         " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"

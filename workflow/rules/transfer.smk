@@ -13,15 +13,15 @@ rule transfer:
         "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
-        ray=1,
+        ray=RAY_SLOT,
         mem_mb=4000,
         runtime=30,
     params:
-        source_model=lambda w: model_json(split_run_id(w.source)[0]),
+        source_model=lambda w: model_json(*split_run_id(w.source)),
         source_regime=lambda w: regime_json(split_run_id(w.source)[1]),
-        target_model=lambda w: model_json(split_run_id(w.target)[0]),
+        target_model=lambda w: model_json(*split_run_id(w.target)),
         target_regime=lambda w: regime_json(split_run_id(w.target)[1]),
-        job=attack_job_json(config["transfer"]["eps"]),
+        job=attack_job_json({**config["attack"], "eps": config["transfer"]["eps"]}),
         seeds=SEED_ARGS,
     shell:
         "advbench transfer --data {input.data} --job {params.job:q} --seeds {params.seeds}"
