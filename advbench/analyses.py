@@ -16,9 +16,13 @@ def predictions(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Ten
         return torch.cat([model(xb).argmax(dim=1) for xb in x.split(batch_size)])
 
 
-def fgsm_batched(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int) -> torch.Tensor:
+def fgsm_batched(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int
+) -> torch.Tensor:
     """Unclipped FGSM examples (the paper's) of ``model``, batch by batch."""
-    return torch.cat([fgsm(model, xb, yb, eps) for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+    return torch.cat(
+        [fgsm(model, xb, yb, eps) for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True)]
+    )
 
 
 def agreement(
@@ -55,7 +59,9 @@ def logit_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.T
 
 
 @torch.inference_mode()
-def rubbish(model: nn.Module, noise: torch.Tensor, threshold: float, batch_size: int) -> tuple[dict, list[dict]]:
+def rubbish(
+    model: nn.Module, noise: torch.Tensor, threshold: float, batch_size: int
+) -> tuple[dict, list[dict]]:
     """Noise inputs a model assigns some class with probability above ``threshold`` (App. A): the error
     rate, the mean of that probability, and how the confident predictions spread over the classes."""
     with attack_mode(model):

@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures``: the commands the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures``: what the workflow's rules call.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -151,7 +151,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--regime", required=True, help="regime spec (JSON)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="one .safetensors per seed")
     p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
-    p.add_argument("--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)")
+    p.add_argument(
+        "--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="agreement, sweep, ensemble or rubbish: one Ray task per seed")
@@ -177,7 +179,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("report", help="paper-vs-reproduced and per-experiment tables from the Parquet results")
+    p = sub.add_parser(
+        "report", help="paper-vs-reproduced and per-experiment tables from the Parquet results"
+    )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)

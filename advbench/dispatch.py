@@ -1,10 +1,10 @@
 """Ray, in one place: join a cluster or start an embedded loopback-only instance, and run one task per key.
 
-With ``RAY_ADDRESS`` (or ``ray.address`` in the config) set, jobs join that cluster. Otherwise a local workflow
-run starts one embedded Ray for all its jobs (``start_shared_head``, from Snakemake's ``onstart``) and every
-job joins it. A job without either (run by hand, or on a remote executor) starts a private local Ray with
-explicit ``num_cpus`` (the rule's threads); every local Ray has no dashboard, a capped object store and its
-own temp dir, and listens on 127.0.0.1 only.
+With ``RAY_ADDRESS`` (or ``ray.address`` in the config) set, jobs join that cluster. Otherwise a local
+workflow run starts one embedded Ray for all its jobs (``start_shared_head``, from Snakemake's ``onstart``)
+and every job joins it. A job without either (run by hand, or on a remote executor) starts a private local
+Ray with explicit ``num_cpus`` (the rule's threads); every local Ray has no dashboard, a capped object store
+and its own temp dir, and listens on 127.0.0.1 only.
 ``use_ray=False`` runs the same task functions serially in-process (unit tests, debugging).
 """
 

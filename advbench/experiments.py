@@ -38,7 +38,14 @@ def _result(rows: list[dict], device: str, **extra: list[dict]) -> dict:
 
 
 def agreement_task(
-    data: dict, runs: dict, source: str, dataset: str, seed: int, eps: float, batch_size: int, settings: RaySettings
+    data: dict,
+    runs: dict,
+    source: str,
+    dataset: str,
+    seed: int,
+    eps: float,
+    batch_size: int,
+    settings: RaySettings,
 ) -> dict:
     """F15-F17 for one seed: every model's predictions on the source's FGSM test examples."""
     init_task(settings.num_cpus_per_task)
@@ -50,12 +57,19 @@ def agreement_task(
 
 
 def sweep_task(
-    data: dict, runs: dict, dataset: str, seed: int, label: int, eps_max: float, steps: int, settings: RaySettings
+    data: dict,
+    runs: dict,
+    dataset: str,
+    seed: int,
+    label: int,
+    eps_max: float,
+    steps: int,
+    settings: RaySettings,
 ) -> dict:
     """F18 for one seed: outputs along the FGSM direction of the first test example of class ``label``."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
-    (run, trained), = runs.items()
+    ((run, trained),) = runs.items()
     x, y = test_tensors(data, trained.spec, device)
     index = int(torch.nonzero(y == label)[0])
     eps = torch.linspace(-eps_max, eps_max, steps, dtype=x.dtype, device=device)
@@ -70,12 +84,18 @@ def sweep_task(
 
 
 def ensemble_task(
-    data: dict, runs: dict, dataset: str, seed: int, eps: Sequence[float], batch_size: int, settings: RaySettings
+    data: dict,
+    runs: dict,
+    dataset: str,
+    seed: int,
+    eps: Sequence[float],
+    batch_size: int,
+    settings: RaySettings,
 ) -> dict:
     """F20 for one seed: FGSM crafted on the whole ensemble vs on its first member, scored on the ensemble."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
-    (run, members), = runs.items()
+    ((run, members),) = runs.items()
     models = [load_model(t, device) for t in members]
     ensemble = Ensemble(models).eval()
     x, y = test_tensors(data, members[0].spec, device)
@@ -129,7 +149,12 @@ def run_experiment(
     -> path; the rubbish job writes ``rubbish`` and ``rubbish_classes``)."""
     fn, keys = TASKS[name]
     data = subset_data(data_path, job.get("subset", {}))
-    shared: dict = {"data": data, "dataset": job["dataset"], "settings": settings, **{k: job[k] for k in keys}}
+    shared: dict = {
+        "data": data,
+        "dataset": job["dataset"],
+        "settings": settings,
+        **{k: job[k] for k in keys},
+    }
     per_task = [{"seed": s, "runs": trained_runs(job, i)} for i, s in enumerate(seeds)]
     outputs = run_tasks(fn, shared, per_task, settings)
     wildcards = {"dataset": job["dataset"], "runs": ",".join(job["runs"])}

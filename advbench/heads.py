@@ -1,8 +1,8 @@
 """Output heads: how a model's outputs become probabilities, a training loss and an attack cost.
 
-``softmax`` (the paper's default): outputs are logits of one softmax. ``sigmoid`` (App. A, F22): one independent
-sigmoid per class. ``rbf`` (§7, F14): outputs are log-probabilities ``-(x-mu_i)^T diag(beta_i) (x-mu_i)`` of
-independent, unnormalized units in (0, 1]. Independent heads train with a per-class binary likelihood; every
+``softmax`` (the paper's default): outputs are logits of one softmax. ``sigmoid`` (App. A, F22): one
+independent sigmoid per class. ``rbf`` (§7, F14): outputs are log-probabilities
+``-(x-mu_i)^T diag(beta_i) (x-mu_i)`` of independent, unnormalized units in (0, 1]. Independent heads train with a per-class binary likelihood; every
 head is attacked with the paper's cost ``-log p_y``. A model names its head in a ``head`` attribute.
 """
 
@@ -49,7 +49,9 @@ def train_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor, reduction: 
     return _reduce(per_class.sum(dim=1), reduction)
 
 
-def attack_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def attack_loss(
+    model: nn.Module, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """The cost FGSM ascends: ``-log p_y`` under the model's head (cross-entropy for ``softmax``)."""
     head = head_of(model)
     if head == "softmax":

@@ -53,12 +53,14 @@ def _node_id() -> str:
 
 
 def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
-    """The model's classes (all, or its ``classes`` subset) and the first ``train.n_train`` training examples."""
+    """The model's classes (all, or its ``classes`` subset), the first ``train.n_train`` training examples."""
     data = restrict_classes(data, spec.classes)
     n = spec.train.n_train
     parts = {"x_train": data["x_train"][:n], "y_train": data["y_train"][:n]}
     parts |= {k: data[k] for k in ("x_val", "y_val")}
-    return Tensors(*(_tensor(parts[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val")))
+    return Tensors(
+        *(_tensor(parts[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
+    )
 
 
 def train_task(

@@ -69,15 +69,18 @@ def per_seed(figure: Figure, tables: dict[str, pd.DataFrame]) -> pd.Series:
     return rows.set_index("seed")[column].astype(float).sort_index()
 
 
-def verdict(figure: Figure, mean: float, means: dict[str, float]) -> str:
+def verdict(figure: Figure, mean: float, means: dict[str, float], n_seeds: int) -> str:
     """``matches`` within tolerance (or, for a bound the paper states, when it holds); else ``direction
-    holds`` if the paper's comparison holds; else ``differs``. Figures and unreproduced rows say so."""
+    holds`` if the paper's comparison holds; else ``differs``. Figures and unreproduced rows say so, and
+    so does a metric that ran but is undefined (e.g. a confidence averaged over no confident input)."""
     if figure.not_reproduced:
         return "not reproduced"
-    if figure.figure:
-        return "shown in figure" if not pd.isna(mean) else "not run"
-    if pd.isna(mean):
+    if not n_seeds:
         return "not run"
+    if figure.figure:
+        return "shown in figure"
+    if pd.isna(mean):
+        return "undefined"
     if figure.bound:
         return "matches" if RELATIONS[figure.bound](mean, figure.paper) else "differs"
     if figure.paper is not None and abs(mean - figure.paper) <= figure.tolerance:
@@ -125,7 +128,7 @@ def comparison(tables: dict[str, pd.DataFrame], figures: list[Figure] | None = N
                 "reproduced_mean": means[f.key] if quantitative else float("nan"),
                 "reproduced_std": float(v.std(ddof=1)) if quantitative and len(v) > 1 else float("nan"),
                 "n_seeds": len(seeds),
-                "verdict": verdict(f, means[f.key] if quantitative else float(len(seeds) or "nan"), means),
+                "verdict": verdict(f, means[f.key], means, len(seeds)),
                 "note": note(f),
             }
         )

@@ -54,7 +54,9 @@ def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
 def _mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
     """Mean and sd over seeds of ``columns`` per ``keys``, with the number of seeds."""
     if df.empty:
-        return pd.DataFrame(columns=[*keys, *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "n_seeds"])
+        return pd.DataFrame(
+            columns=[*keys, *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "n_seeds"]
+        )
     aggs = {f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std")}
     return df.groupby(keys, sort=True).agg(**aggs, n_seeds=("seed", "nunique")).reset_index()
 
@@ -68,24 +70,35 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.Dat
         ["error", "mean_conf_wrong"],
     )
     agreement = _mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
-    ensemble = _mean_sd(tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"])
+    ensemble = _mean_sd(
+        tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"]
+    )
     rubbish = _mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
     skew = _mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
     curves = tables["curves"]
     best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
     training = _mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
     return {
-        "transfer_summary": (as_percent(transfer, pct), "FGSM transfer: source's examples on the target (%)."),
+        "transfer_summary": (
+            as_percent(transfer, pct),
+            "FGSM transfer: source's examples on the target (%).",
+        ),
         "agreement_summary": (
             as_percent(agreement, ["rate_mean", "rate_std"]),
             "Cross-model agreement on the source's FGSM examples (%).",
         ),
-        "ensemble_summary": (as_percent(ensemble, pct), "FGSM on an ensemble vs on one member, scored on the ensemble (%)."),
+        "ensemble_summary": (
+            as_percent(ensemble, pct),
+            "FGSM on an ensemble vs on one member, scored on the ensemble (%).",
+        ),
         "rubbish_summary": (
             as_percent(rubbish, ["error_mean", "error_std", "mean_conf_mean", "mean_conf_std"]),
             "Rubbish-class inputs N(0, I): error = some class with p > threshold (%).",
         ),
-        "rubbish_classes": (as_percent(skew, ["share_mean", "share_std"]), "Classes of confident rubbish predictions (%)."),
+        "rubbish_classes": (
+            as_percent(skew, ["share_mean", "share_std"]),
+            "Classes of confident rubbish predictions (%).",
+        ),
         "training_summary": (
             as_percent(training, [c for c in training.columns if "error" in c]),
             "Selected epoch (stage 1) and its training / validation errors (%).",

@@ -218,7 +218,9 @@ def read_kind(path: Path) -> str:
     meta = pq.read_schema(path).metadata or {}
     kind = meta.get(b"kind", b"").decode()
     if kind not in SCHEMAS:
-        raise ResultsError(f"{path}: not an advbench results file (kind {kind!r}; expected one of {sorted(SCHEMAS)})")
+        raise ResultsError(
+            f"{path}: not an advbench results file (kind {kind!r}; expected one of {sorted(SCHEMAS)})"
+        )
     return kind
 
 

@@ -46,3 +46,11 @@ def test_verdicts():
     assert table.loc["b", "verdict"] == "direction holds"
     assert table.loc["c", "verdict"] == "differs"
     assert table.loc["d", "verdict"] == "not run" and table.loc["d", "n_seeds"] == 0
+
+
+def test_a_metric_that_ran_but_is_undefined_is_not_called_not_run():
+    sel = {"table": "attack", "model": "m", "eps": 0.25, "clipped": False, "column": "error"}
+    figs = [Figure("e", "X", "exp", "confidence", 0.9, 0.05, {**sel, "regime": "naive"})]
+    attack = _attack({("naive", 0): float("nan"), ("naive", 1): float("nan")})
+    row = comparison({"attack": attack}, figs).iloc[0]
+    assert row["verdict"] == "undefined" and row["n_seeds"] == 2

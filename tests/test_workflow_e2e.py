@@ -16,14 +16,19 @@ from advbench.models import build
 from advbench.paper import COLUMNS
 
 pytestmark = pytest.mark.e2e
+MNIST_FIGURES = {
+    f"F{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 24, 25)
+}
 
 
 def test_paper_table_rows_and_values(smoke_run):
     table = pd.read_csv(smoke_run / "results/tables/paper_comparison.csv")
     assert list(table.columns) == COLUMNS
-    assert set(table["id"]) == {"F1", "F2", "F6", "F9", "F10", "F11"}
-    assert (table["n_seeds"] == 2).all()
-    assert set(table["verdict"]) <= {"matches", "direction holds", "differs"}
+    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)}  # every figure of the paper has a row
+    mnist = table[table["id"].isin(MNIST_FIGURES) & ~table["experiment"].str.contains("CIFAR")]
+    assert (mnist["n_seeds"] == 2).all(), mnist[mnist["n_seeds"] != 2]
+    assert set(mnist["verdict"]) <= {"matches", "direction holds", "differs", "shown in figure", "undefined"}
+    assert table.loc[table["id"] == "F19", "verdict"].tolist() == ["not reproduced"]
     f1 = table[(table["id"] == "F1") & (table["metric"] == "error")].iloc[0]
     assert f1["reproduced_mean"] > 50.0  # FGSM at eps=.25 breaks the naive softmax (values in %)
     assert f1["paper"] == pytest.approx(99.9)
@@ -98,3 +103,20 @@ def test_html_report_embeds_every_figure(smoke_run):
         png = (smoke_run / "results/figures" / f"{name}.png").read_bytes()
         assert base64.b64encode(png)[:4000].decode() in html, name
     assert "paper_comparison.md" in html and "Paper vs reproduced" in html
+
+
+def _metrics(run: Path, kind: str) -> pd.DataFrame:
+    files = sorted((run / "results/metrics" / kind).rglob("*.parquet"))
+    return pd.concat([results.read_table(f, kind).to_pandas() for f in files if f.stem == kind])
+
+
+def test_experiment_results_cover_every_seed(smoke_run):
+    rubbish = _metrics(smoke_run, "rubbish")
+    assert len(rubbish) == 2 * 4 and (rubbish["n"] == 1000).all()  # seeds x models, 1000 noise inputs
+    assert (rubbish.loc[rubbish["model"] == "rbf", "error"] == 0).all()  # F24: the RBF is never confident
+    agreement = _metrics(smoke_run, "agreement")
+    assert set(agreement["seed"]) == {0, 1} and (agreement["n_agree"] <= agreement["n"]).all()
+    ensemble = _metrics(smoke_run, "ensemble")
+    assert set(ensemble["attacked"]) == {"ensemble", "member"} and (ensemble["members"] == 3).all()
+    sweep = _metrics(smoke_run, "sweep")
+    assert len(sweep) == 2 * 21 * 10 and set(sweep["label"]) == {4}  # seeds x eps steps x classes

@@ -30,8 +30,12 @@ DATASET = config["dataset"]
 SEEDS = config["seeds"]
 RUN_ENTRIES = run_entries(config)
 RUNS = [r for r, e in RUN_ENTRIES.items() if e.get("members", 1) == 1]
-MEMBER_RUNS = {r: e["members"] for r, e in RUN_ENTRIES.items() if e.get("members", 1) > 1}
-N_MEMBERS = max(MEMBER_RUNS.values(), default=1)  # check_experiment allows one ensemble run
+MEMBER_RUNS = {
+    r: e["members"] for r, e in RUN_ENTRIES.items() if e.get("members", 1) > 1
+}
+N_MEMBERS = max(
+    MEMBER_RUNS.values(), default=1
+)  # check_experiment allows one ensemble run
 PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
 
@@ -130,11 +134,15 @@ def experiment_outputs():
     root = f"results/metrics/{{}}/dataset={DATASET}"
     out = []
     if config["agreement"]:
-        out.append(f"{root.format('agreement')}/source={config['agreement']['source']}/agreement.parquet")
+        out.append(
+            f"{root.format('agreement')}/source={config['agreement']['source']}/agreement.parquet"
+        )
     if config["sweep"]:
         out.append(f"{root.format('sweep')}/run={config['sweep']['run']}/sweep.parquet")
     if config["ensemble"]:
-        out.append(f"{root.format('ensemble')}/run={config['ensemble']['run']}/ensemble.parquet")
+        out.append(
+            f"{root.format('ensemble')}/run={config['ensemble']['run']}/ensemble.parquet"
+        )
     if config["rubbish"]:
         out += [
             f"{root.format('rubbish')}/rubbish.parquet",
@@ -207,7 +215,9 @@ EXPERIMENT_TABLES = [
 
 
 def all_results():
-    return attack_outputs() + transfer_outputs() + curves_outputs() + experiment_outputs()
+    return (
+        attack_outputs() + transfer_outputs() + curves_outputs() + experiment_outputs()
+    )
 
 
 def figure_runs():

@@ -29,7 +29,6 @@ rule train:
         " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
 
 
-
 rule train_members:
     input:
         data=lambda w: data_path(w.dataset),
