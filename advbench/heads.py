@@ -3,7 +3,8 @@
 ``softmax`` (the paper's default): outputs are logits of one softmax. ``sigmoid`` (App. A, F22): one
 independent sigmoid per class. ``rbf`` (§7, F14): outputs are log-probabilities
 ``-(x-mu_i)^T diag(beta_i) (x-mu_i)`` of independent, unnormalized units in (0, 1]. Independent heads train
-with a per-class binary likelihood; every head is attacked with the paper's cost ``-log p_y``. A model names its head in a ``head`` attribute.
+with a per-class binary likelihood; every head is attacked with the paper's cost ``-log p_y``. A model names
+its head in a ``head`` attribute.
 """
 
 from __future__ import annotations
