@@ -87,3 +87,16 @@ def test_noise_and_l1_regimes_are_config_entries(config):
     cfg["regimes"]["l1"]["l1_first_layer"] = -1
     with pytest.raises(ConfigError, match="l1_first_layer"):
         validate_config(cfg)
+
+
+def test_paper_preset_restores_the_full_schedule_for_every_run():
+    from advbench.config import run_entries, run_model_spec
+
+    config = validate_config(load_config(REPO / "config.yaml", REPO / "presets/paper.yaml"))
+    for run, entry in run_entries(config).items():
+        train = run_model_spec(config, run).train
+        assert train.max_epochs == 1000 and train.patience == 100 and train.n_train is None, run
+        assert train.retrain == (config["models"][entry["model"]]["arch"] == "maxout"), run
+    assert run_entries(config)["maxout_member-clean"]["members"] == 12
+    assert run_model_spec(config, "maxout1600-adversarial").train.select_on == "adversarial"
+    assert "attack" not in run_entries(config)["maxout1600-clean"]  # the full eps grid
