@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures``: what the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call) and ``chaos``.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
+from advbench.chaos import CHAOS_CONFIGS, KINDS
 from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json
 
 log = logging.getLogger("advbench")
@@ -121,6 +123,21 @@ def cmd_figures(args: argparse.Namespace) -> None:
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from advbench.badinputs import check_bad_inputs
+    from advbench.chaos import Workflow, run_chaos
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="advbench-chaos-"))
+    configs = tuple(args.configfile)
+    summary = run_chaos(args.repo, scratch, args.kills, args.seed, configs, args.cores, args.kinds)
+    if args.bad_inputs:
+        mnist = Path(args.data_dir or os.environ.get("ADVBENCH_DATA", "")) / "mnist"
+        finished = Workflow(scratch / "chaos", configs, args.cores)
+        check_bad_inputs(finished, scratch / "reference", mnist, scratch / "bad", summary)
+    print("\n".join(["chaos summary:", *summary.lines(), f"(work in {scratch})"]))
+    return 0 if summary.ok else 1
+
+
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
@@ -192,6 +209,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job", required=True, help="JSON: runs for weights and examples, eps values")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser(
+        "chaos", help="kill the workflow at random moments, rerun it, compare with a clean run"
+    )
+    p.add_argument("--kills", type=int, default=20, help="kills before the final, uninterrupted rerun")
+    p.add_argument("--seed", type=int, default=0, help="seed of the kill moments and kinds")
+    p.add_argument(
+        "--configfile", nargs="+", default=list(CHAOS_CONFIGS), help="presets merged over config.yaml"
+    )
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="what a kill may hit")
+    p.add_argument("--repo", type=Path, default=Path.cwd(), help="the workflow to copy (default: here)")
+    p.add_argument("--scratch", type=Path, default=None, help="work folder (default: a new temp dir)")
+    p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $ADVBENCH_DATA)")
+    p.add_argument(
+        "--no-bad-inputs", dest="bad_inputs", action="store_false", help="skip the bad-input battery"
+    )
+    p.set_defaults(func=cmd_chaos)
     return ap
 
 
@@ -202,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    args.func(args)
-    return 0
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,8 @@ def run_attack(config: dict[str, Any], run: str) -> dict[str, Any]:
 
 def check_experiment(config: dict[str, Any]) -> None:
     """Check references between config sections; raise :class:`ConfigError` naming the key."""
+    _check_strict_types(config)
+    _check_data_dir(config.get("data", {}).get("dir"))
     runs = _check_runs(config)
     single = sorted(r for r, e in runs.items() if e.get("members", 1) == 1)
     for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
@@ -168,6 +172,54 @@ def check_experiment(config: dict[str, Any]) -> None:
         for i, run in enumerate(config.get("report", {}).get(key, [])):
             _check_ref(run, single, f"report.{key}[{i}]")
     _check_evaluations(config, runs, single)
+
+
+def _strict_validator(schema: dict[str, Any]) -> Any:
+    """A JSON Schema validator whose numbers are finite (JSON Schema lets NaN pass ``minimum``/``maximum``)
+    and whose integers are ints (not ``2.0``, which would reach ``range`` as a float)."""
+    import jsonschema
+
+    def is_number(_: Any, value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    def is_integer(_: Any, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({"number": is_number, "integer": is_integer})
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def _first_error(validator: Any, instance: Any, prefix: str) -> None:
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in error.absolute_path)
+        raise ConfigError(f"{(prefix + where).lstrip('.') or 'config'}: {error.message}")
+
+
+def _check_strict_types(config: dict[str, Any]) -> None:
+    """Reject NaN/inf numbers and floats given for integers, naming the key."""
+    _first_error(_strict_validator(_schema()), config, "")
+
+
+def _check_data_dir(directory: str | None) -> None:
+    """``data.dir`` reaches a shell command and a path: a plain path only."""
+    if directory is None:
+        return
+    if not SAFE_PATH.fullmatch(directory) or ".." in Path(directory).parts:
+        raise ConfigError(
+            f"data.dir: {directory!r} is not a plain path; expected letters, digits and '_' '-' '.' '/' "
+            "only, and no '..' component"
+        )
+
+
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
+
+
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def _check_ref(run: str, allowed: list[str], key: str) -> None:
@@ -194,18 +246,12 @@ def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _check_overrides(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
     """A run's ``train`` and ``attack`` overrides must be valid values of those sections."""
-    import jsonschema
-
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _schema()
     checks = (("train", schema["definitions"]["train"]), ("attack", schema["properties"]["attack"]))
     for key, sub in checks:
-        if key not in run:
-            continue
-        sub = {**sub, "definitions": schema["definitions"]}
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(sub).iter_errors(run[key]))
-        if error is not None:
-            where = ".".join(map(str, error.absolute_path))
-            raise ConfigError(f"runs[{i}].{key}{'.' + where if where else ''}: {error.message}")
+        if key in run:
+            sub = {**sub, "definitions": schema["definitions"]}
+            _first_error(_strict_validator(sub), run[key], f"runs[{i}].{key}")
 
 
 def _check_evaluations(config: dict[str, Any], runs: dict[str, dict], single: list[str]) -> None:

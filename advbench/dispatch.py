@@ -17,7 +17,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from advbench.results import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,24 @@ class RaySettings:
 SHARED_HEAD_ENV = "ADVBENCH_RAY_HEAD"
 
 
+TEMP_PREFIX = "advray-"
+
+
+def remove_stale_temp_dirs(root: Path = Path("/tmp")) -> list[Path]:
+    """Delete the temp dirs of embedded Rays whose owner died without cleaning up (``kill -9``).
+
+    A dir is named ``advray-<owner pid>-<random>``; the owner's Ray processes die with it (kernel fate
+    sharing), so a dir whose owner is gone is unused. Dirs of live owners and foreign names are kept.
+    """
+    removed = []
+    for path in root.glob(f"{TEMP_PREFIX}*-*"):
+        owner = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) -> str:
     """Start a private, loopback-only Ray in this process (the caller becomes its driver); return its
     temp dir. Its processes share this process's fate (Linux kills them when it dies)."""
@@ -51,7 +72,8 @@ def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) ->
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind every port to loopback only
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    temp_dir = tempfile.mkdtemp(prefix="advray-", dir="/tmp")
+    remove_stale_temp_dirs()
+    temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
     ray.init(
         address="local",
         num_cpus=num_cpus,
@@ -64,6 +86,35 @@ def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) ->
 
 
 _shared_temp_dir: str | None = None
+_run_lock: int | None = None
+RUN_LOCK = Path(".snakemake") / "advbench-run.lock"
+
+
+def claim_workdir(lock_file: Path = RUN_LOCK) -> None:
+    """Refuse a second live workflow run in this directory (it would start a second shared head).
+
+    The default profile runs Snakemake with ``nolock``: Snakemake's lock files outlive a ``kill -9`` and
+    would block the rerun. This lock is the kernel's (``flock``), so it is released when its process dies.
+    """
+    global _run_lock
+    import fcntl
+
+    if _run_lock is not None:
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode().strip() or "unknown"
+        os.close(fd)
+        raise RuntimeError(
+            f"{lock_file.resolve()}: another workflow run (pid {owner}) is running in this directory; "
+            "wait for it to finish (a killed run holds no lock)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _run_lock = fd
 
 
 def start_shared_head(num_cpus: int, object_store_mb: int = 1024) -> str:
@@ -72,6 +123,7 @@ def start_shared_head(num_cpus: int, object_store_mb: int = 1024) -> str:
     global _shared_temp_dir
     import ray
 
+    claim_workdir()
     _shared_temp_dir = _start_local(num_cpus, None, object_store_mb)
     address = ray.get_runtime_context().gcs_address
     os.environ[SHARED_HEAD_ENV] = address
@@ -149,7 +201,8 @@ def task_device(num_gpus_per_task: float) -> str:
 
 
 def init_task(num_cpus: float) -> None:
-    """Per-task setup: torch gets as many threads as the task has CPUs; log lines go to stderr."""
+    """Per-task setup: torch gets as many threads as the task has CPUs and deterministic algorithms only
+    (results do not depend on the machine's load or core count); log lines go to stderr."""
     import torch
 
     if not logging.getLogger().handlers:
@@ -158,3 +211,5 @@ def init_task(num_cpus: float) -> None:
     torch.set_num_threads(max(int(num_cpus), 1))
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, read at CUDA init
+    torch.use_deterministic_algorithms(True)

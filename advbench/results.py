@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import json
 import os
 import platform
@@ -133,12 +134,37 @@ class ResultsError(RuntimeError):
     """A results file does not have the schema it should; the message names the file."""
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary siblings of ``path`` left by killed writers on this host (their pid is gone)."""
+    prefix = f".{path.name}.tmp-{platform.node()}-"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name.removeprefix(prefix)
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds."""
+    """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds.
+
+    A killed writer leaves at most its temporary file (never a partial ``path``); the next writer of the same
+    path removes it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.tmp-{platform.node()}-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -196,9 +222,17 @@ def write_table(rows: Sequence[dict[str, Any]], kind: str, path: Path, meta: dic
     return table
 
 
+def _read(path: Path, reader: Any) -> Any:
+    """``reader(path)``, with a damaged or foreign file reported by name."""
+    try:
+        return reader(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ResultsError(f"{path}: not a readable Parquet results file ({err})") from None
+
+
 def read_table(path: Path, kind: str) -> pa.Table:
     """Read one results file and check its schema against ``kind``."""
-    table = pq.read_table(path)
+    table = _read(path, pq.read_table)
     expected = SCHEMAS[kind]
     if not table.schema.remove_metadata().equals(expected):
         raise ResultsError(
@@ -215,7 +249,7 @@ def read_many(paths: Sequence[Path], kind: str) -> pa.Table:
 
 def read_kind(path: Path) -> str:
     """The kind of results a file holds, from its metadata."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = _read(path, pq.read_schema).metadata or {}
     kind = meta.get(b"kind", b"").decode()
     if kind not in SCHEMAS:
         raise ResultsError(
@@ -226,4 +260,4 @@ def read_kind(path: Path) -> str:
 
 def read_meta(path: Path) -> dict[str, Any]:
     """The provenance metadata of one results file."""
-    return json.loads(pq.read_schema(path).metadata[b"advbench"])
+    return json.loads(_read(path, pq.read_schema).metadata[b"advbench"])

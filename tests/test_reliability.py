@@ -1,0 +1,130 @@
+"""Crash safety and input checks below the workflow: kernel run lock, stale Ray temp dirs, temporary files of
+killed writers, strict numbers in the config, damaged results files, pickles inside torch.save archives."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from advbench.checkpoints import CheckpointError, load_into
+from advbench.config import ConfigError, load_config, model_spec, validate_config
+from advbench.models import build
+from advbench.results import ResultsError, atomic_path, read_kind
+
+HOLD = "import sys, time; from pathlib import Path; {setup}; print('ready', flush=True); time.sleep(60)"
+
+
+def _holder(setup: str, cwd: Path) -> subprocess.Popen:
+    """A child process that runs ``setup`` and then waits to be killed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(setup=setup)], cwd=cwd, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def _kill9(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_a_second_live_run_is_refused_and_a_killed_one_holds_no_lock(tmp_path):
+    from advbench import dispatch
+
+    lock = tmp_path / ".snakemake" / "advbench-run.lock"
+    setup = f"from advbench.dispatch import claim_workdir; claim_workdir(Path({str(lock)!r}))"
+    child = _holder(setup, tmp_path)
+    with pytest.raises(RuntimeError, match=rf"advbench-run.lock: another workflow run \(pid {child.pid}\)"):
+        dispatch.claim_workdir(lock)
+    _kill9(child)
+    dispatch.claim_workdir(lock)  # the kernel released the dead run's lock
+    assert lock.read_text() == str(os.getpid())
+    os.close(dispatch._run_lock)
+    dispatch._run_lock = None
+
+
+def test_temp_dirs_of_dead_ray_owners_are_removed(tmp_path):
+    from advbench.dispatch import remove_stale_temp_dirs
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    names = (f"advray-{child.pid}-x", f"advray-{os.getpid()}-y", "advray-z")
+    dead, live, foreign = (tmp_path / n for n in names)
+    for d in (dead, live, foreign):
+        (d / "session").mkdir(parents=True)
+    assert remove_stale_temp_dirs(tmp_path) == [dead]
+    assert live.exists() and foreign.exists() and not dead.exists()
+
+
+def test_a_killed_writer_leaves_no_partial_file_and_the_next_writer_sweeps(tmp_path):
+    out = tmp_path / "fgsm.parquet"
+    setup = (
+        "from advbench.results import atomic_path; "
+        f"ctx = atomic_path(Path({str(out)!r})); tmp = ctx.__enter__(); tmp.write_bytes(b'half')"
+    )
+    _kill9(_holder(setup, tmp_path))
+    assert not out.exists() and len(list(tmp_path.glob(".fgsm.parquet.tmp-*"))) == 1
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(b"whole")
+    assert out.read_bytes() == b"whole" and list(tmp_path.glob(".fgsm.parquet.tmp-*")) == []
+
+
+@pytest.fixture()
+def config() -> dict:
+    return load_config(REPO / "config.yaml", REPO / "presets" / "smoke.yaml", REPO / "presets" / "chaos.yaml")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("attack", "eps"), [0.1, float("nan")], r"attack\.eps\[1\]: nan is not of type 'number'"),
+        (("transfer", "eps"), [float("inf")], r"transfer\.eps\[0\]: inf is not of type 'number'"),
+        (("regimes", "adversarial", "alpha"), float("nan"), r"regimes\.adversarial\.alpha: nan"),
+        (("models", "softmax", "train", "max_epochs"), 3.0, r"max_epochs: 3\.0 is not of type 'integer'"),
+        (("data", "dir"), "/data;rm -rf ~", r"data\.dir: '/data;rm -rf ~' is not a plain path"),
+        (("data", "dir"), "../../etc", r"data\.dir: '\.\./\.\./etc' is not a plain path"),
+    ],
+)
+def test_numbers_must_be_finite_integers_integral_and_paths_plain(config, path, value, message):
+    bad = copy.deepcopy(config)
+    node = bad
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(bad)
+
+
+def test_chaos_preset_is_valid_and_plain_data_dirs_pass(config):
+    config["data"]["dir"] = "/work/shared/data-v1.2"
+    validate_config(config)
+    assert [r["model"] for r in config["runs"]] == ["softmax", "maxout", "maxout", "maxout_member"]
+
+
+def test_a_damaged_results_file_is_named(tmp_path):
+    bad = tmp_path / "cut.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(ResultsError, match="cut.parquet: not a readable Parquet results file"):
+        read_kind(bad)
+
+
+def test_a_torch_save_archive_with_a_payload_is_refused_without_running_it(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "seed=0.safetensors"
+    torch.save({"net.0.weight": Payload()}, evil)
+    model = build(model_spec("softmax", {"arch": "softmax"}))
+    with pytest.raises(CheckpointError, match=r"seed=0.safetensors: not a readable safetensors checkpoint"):
+        load_into(model, evil)
+    assert not (tmp_path / "pwned").exists()
