@@ -100,3 +100,25 @@ def test_paper_preset_restores_the_full_schedule_for_every_run():
     assert run_entries(config)["maxout_member-clean"]["members"] == 12
     assert run_model_spec(config, "maxout1600-adversarial").train.select_on == "adversarial"
     assert "attack" not in run_entries(config)["maxout1600-clean"]  # the full eps grid
+
+
+DEFAULTS = {
+    "agreement": {"eps"},
+    "sweep": {"label", "eps_max", "steps"},
+    "ensemble": {"eps"},
+    "rubbish": {"n", "threshold"},
+}
+
+
+@pytest.mark.parametrize("section", sorted(DEFAULTS))
+def test_optional_experiments_switch_off_with_null(config, section):
+    off = copy.deepcopy(config)
+    off[section] = None
+    assert validate_config(off)[section] is None
+    on = copy.deepcopy(config)
+    on[section] = {k: v for k, v in on[section].items() if k in {"source", "observers", "run", "runs"}}
+    assert DEFAULTS[section] <= validate_config(on)[section].keys()  # defaults filled when switched on
+    bad = copy.deepcopy(config)
+    bad[section]["unknown_key"] = 1
+    with pytest.raises(ConfigError, match=section):
+        validate_config(bad)
