@@ -158,20 +158,25 @@ def logit_sweep(sweep: pd.DataFrame, seed: int | None = None) -> Figure:
         2, 1, figsize=(9, 6), sharex=True, height_ratios=[5, 1], layout="constrained"
     )
     for i, cls in enumerate(table.columns):
-        st = {"color": "black", "linestyle": "-", "lw": 2.6} if cls == label else {**style(i), "lw": 1.3}
-        st.pop("marker", None)
+        st = {**_class_style(i, cls == label), "lw": 2.6 if cls == label else 1.3}
         ax.plot(table.index, table[cls], label=f"class {cls}" + (" (true)" if cls == label else ""), **st)
     ax.axvline(0.0, color="grey", lw=0.8)
     ax.set_ylabel("output (logit) of each class")
-    ax.set_title(f"{run}, seed {seed}: test example {example} (a {label}) moved along sign(∇ₓJ)")
+    ax.set_title(f"{run}, seed {seed}: test example #{example} (label {label}) moved along sign(∇ₓJ)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2, loc="best")
-    _prediction_strip(strip, table)
+    _prediction_strip(strip, table, label)
     strip.set_xlabel("ε along the FGSM direction (negative: against it)")
     return fig
 
 
-def _prediction_strip(ax: plt.Axes, table: pd.DataFrame) -> None:
+def _class_style(i: int, true: bool) -> dict:
+    """Line style of class ``i`` in the sweep; the true class in thick black."""
+    st = {"color": "black", "linestyle": "-"} if true else style(i)
+    return {k: st[k] for k in ("color", "linestyle")}
+
+
+def _prediction_strip(ax: plt.Axes, table: pd.DataFrame, label: int) -> None:
     """The argmax class over eps, as contiguous labelled segments."""
     eps, pred = table.index.to_numpy(), table.to_numpy().argmax(axis=1)
     classes = list(table.columns)
@@ -180,8 +185,8 @@ def _prediction_strip(ax: plt.Axes, table: pd.DataFrame) -> None:
     half = (eps[1] - eps[0]) / 2 if len(eps) > 1 else 0.5
     for a, b in zip(starts, ends, strict=True):
         cls = classes[pred[a]]
-        st = style(classes.index(cls))
-        ax.axvspan(eps[a] - half, eps[b - 1] + half, color=st["color"], alpha=0.35, lw=0)
+        color = _class_style(classes.index(cls), cls == label)["color"]
+        ax.axvspan(eps[a] - half, eps[b - 1] + half, color=color, alpha=0.2 if cls == label else 0.35, lw=0)
         ax.text((eps[a] + eps[b - 1]) / 2, 0.5, str(cls), ha="center", va="center", fontsize=9)
     ax.set_yticks([])
     ax.set_ylabel("predicted", rotation=0, ha="right", va="center")
@@ -189,27 +194,30 @@ def _prediction_strip(ax: plt.Axes, table: pd.DataFrame) -> None:
 
 def rubbish_histogram(rubbish: pd.DataFrame, classes: pd.DataFrame) -> Figure:
     """App. A: the classes assigned with p > threshold to N(0, I) noise, share (%) per model, mean ± sd over
-    seeds; the legend gives each model's rubbish error (share of noise inputs with a confident class)."""
+    seeds; the legend gives each model's rubbish error (share of noise inputs with a confident class). Models
+    that never predict confidently get a legend entry and no bars."""
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
-    runs = sorted(classes.groupby(RUN_KEYS).groups)
-    width = 0.8 / max(len(runs), 1)
     error = rubbish.groupby(RUN_KEYS)["error"].agg(["mean", "std"]).fillna(0.0) * 100
+    confident = classes[classes["share"].notna()]
+    runs = sorted(confident.groupby(RUN_KEYS).groups)
+    width = 0.8 / max(len(runs), 1)
     n_classes = int(classes["class"].max()) + 1 if len(classes) else 10
     for i, (model, regime) in enumerate(runs):
-        run = classes[(classes["model"] == model) & (classes["regime"] == regime)]
-        stats = run.groupby("class")["share"].agg(["mean", "std"]).reindex(range(n_classes)) * 100
+        run = confident[(confident["model"] == model) & (confident["regime"] == regime)]
+        stats = run.groupby("class")["share"].agg(["mean", "std"]).reindex(range(n_classes)).fillna(0.0) * 100
         err = error.loc[(model, regime)]
         label = f"{run_label(model, regime)}: error {err['mean']:.1f} ± {err['std']:.1f}%"
         xs = np.arange(n_classes) + (i - (len(runs) - 1) / 2) * width
-        color = style(i)["color"]
-        ax.bar(xs, stats["mean"].fillna(0), width, yerr=stats["std"].fillna(0), color=color, label=label)
+        ax.bar(
+            xs, stats["mean"], width, yerr=stats["std"], color=style(i)["color"], label=label, ecolor="#444"
+        )
+    for model, regime in sorted(set(error.index) - set(runs)):
+        ax.plot([], [], " ", label=f"{run_label(model, regime)}: error 0%, no bars")
     ax.set_xticks(range(n_classes))
     ax.set_xlabel("predicted class")
     ax.set_ylabel("share of confident predictions (%)")
     threshold = float(rubbish["threshold"].iloc[0]) if len(rubbish) else 0.5
-    ax.set_title(
-        f"Rubbish class: classes given p > {threshold:g} to N(0, I) inputs (bars: mean ± sd over seeds)"
-    )
+    ax.set_title(f"Rubbish class: classes given p > {threshold:g} to N(0, I) inputs (mean ± sd over seeds)")
     ax.legend(fontsize=8, title="model (regime): rubbish error", title_fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return fig

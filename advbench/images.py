@@ -56,6 +56,16 @@ def show_signed(ax: plt.Axes, x: np.ndarray, shape: Sequence[int], lim: float | 
     _bare(ax)
 
 
+def show_noise(ax: plt.Axes, x: np.ndarray, shape: Sequence[int], sd: float = 3.0) -> None:
+    """A standard-normal input on a grey (or colour) scale from -``sd`` to +``sd``, mid-grey = 0."""
+    img = as_image(x, shape)
+    if img.ndim == 2:
+        ax.imshow(img, cmap="gray", vmin=-sd, vmax=sd, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(0.5 + img / (2 * sd), 0.0, 1.0), interpolation="nearest")
+    _bare(ax)
+
+
 def _bare(ax: plt.Axes) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -136,17 +146,27 @@ def logistic_panels(
 
 
 def rubbish_samples(
-    noise: np.ndarray, captions: Sequence[Sequence[str]], row_labels: Sequence[str], shape: Sequence[int]
+    noise: np.ndarray,
+    predictions: Sequence[Sequence[tuple[str, float]]],
+    row_labels: Sequence[str],
+    shape: Sequence[int],
+    threshold: float,
 ) -> Figure:
-    """App. A: the same N(0, I) samples (drawn clipped to [0, 1]) under each model's prediction: one row per
-    model, ``captions[r][c]`` the predicted class and its probability."""
-    rows, cols = len(captions), len(noise)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 1.5, 1.6 * rows + 0.6), squeeze=False)
+    """App. A: the same N(0, I) samples under each model's prediction: one row per model,
+    ``predictions[r][c]`` the predicted class and its probability, in bold above ``threshold``."""
+    rows, cols = len(predictions), len(noise)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.35 * cols + 1.5, 1.6 * rows + 0.8), squeeze=False, layout="constrained"
+    )
     for r in range(rows):
         for c in range(cols):
-            show_pixels(axes[r, c], noise[c], shape)
-            axes[r, c].set_title(captions[r][c], fontsize=8)
+            show_noise(axes[r, c], noise[c], shape)
+            name, p = predictions[r][c]
+            bold = p > threshold
+            axes[r, c].set_title(f"'{name}' {p:.1%}", fontsize=8, fontweight="bold" if bold else "normal")
         axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("Rubbish class: Gaussian noise N(0, I) inputs and each model's prediction (p of that class)")
-    fig.tight_layout()
+    fig.suptitle(
+        "Rubbish class: N(0, I) inputs (grey scale −3 to +3 sd) and each model's predicted class and its "
+        f"probability;\nbold: p > {threshold:g}, counted as a rubbish error"
+    )
     return fig

@@ -3,9 +3,9 @@ and the test set. ``make_figures`` is what ``advbench figures`` (the ``figures``
 
 The job (built by ``workflow/rules/report.smk``) names the runs each image figure shows, each with its model
 and regime spec and its first seed's checkpoint: ``weights`` (Fig. 3), ``examples`` (the panda figure),
-``logistic`` (Fig. 2, optional), ``rubbish`` (noise samples, optional), and ``example_eps``, ``n_examples``,
-``transfer_eps``, ``dataset``, with ``rubbish`` ``rubbish_n`` and ``rubbish_seed``, and ``charts``: the charts
-to draw (default: all of :data:`CHARTS`; the sweep and rubbish experiments can be switched off).
+``logistic`` (Fig. 2, optional) and ``rubbish`` (noise samples, optional, with ``rubbish_n``,
+``rubbish_threshold`` and ``rubbish_seed``); ``example_eps``, ``n_examples``, ``transfer_eps``, ``dataset``
+and ``charts``, the charts to draw (default: all of :data:`CHARTS`; sweep and rubbish can be switched off).
 """
 
 from __future__ import annotations
@@ -144,12 +144,16 @@ def rubbish_figure(job: dict, splits: Splits, k: int = 8) -> images.Figure:
     dims = to_float(splits.x_test[:1]).shape[1:]
     gen = torch.Generator().manual_seed(task_seed(job["dataset"], "rubbish", job["rubbish_seed"]))
     noise = torch.randn(job["rubbish_n"], *dims, generator=gen)[:k]
-    captions, labels = [], []
+    rows = []
     for entry in job["rubbish"]:
         pred, conf = predict(load_model(trained(entry), "cpu"), noise)
-        captions.append([caption(job["dataset"], p, c) for p, c in zip(pred, conf, strict=True)])
-        labels.append(entry["run"])
-    return images.rubbish_samples(noise.numpy(), captions, labels, splits.x_test.shape[1:])
+        rows.append(
+            [(images.class_name(job["dataset"], int(p)), float(c)) for p, c in zip(pred, conf, strict=True)]
+        )
+    labels = [entry["run"] for entry in job["rubbish"]]
+    return images.rubbish_samples(
+        noise.numpy(), rows, labels, splits.x_test.shape[1:], job["rubbish_threshold"]
+    )
 
 
 def image_figures(job: dict, splits: Splits, tables: dict[str, pd.DataFrame]) -> dict[str, Callable]:
