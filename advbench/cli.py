@@ -117,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from advbench.report import make_figures
+    from advbench.render import make_figures
 
     written = make_figures(args.results, args.data, _job(args.job), args.out_dir)
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
@@ -203,10 +203,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("figures", help="figures (PNG + PDF) from the results, checkpoints and test set")
+    p = sub.add_parser(
+        "figures", help="figures (PNG + PDF): charts from the results, image panels from checkpoints and test set"
+    )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
-    p.add_argument("--job", required=True, help="JSON: runs for weights and examples, eps values")
+    p.add_argument(
+        "--job", required=True, help="JSON: charts to draw, runs of the image figures, eps values (see render.py)"
+    )
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
 

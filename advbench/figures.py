@@ -1,12 +1,13 @@
-"""Figures (matplotlib, PNG + PDF) generated from the Parquet results and checkpoints only.
+"""Charts (matplotlib, PNG + PDF) drawn from the Parquet results tables only.
 
-Colours are the Okabe-Ito palette (colour-blind safe); eps is always on the x axis, in the paper's pixel
-scale (inputs in [0, 1]).
+Colours are the Okabe-Ito palette (colour-blind safe; its yellow is left out, too pale on white), repeated
+with a new line style after seven runs so that every run stays distinguishable. eps is always on the x axis,
+in the paper's pixel scale (inputs in [0, 1]). Image panels (weights, adversarial examples) are in
+:mod:`advbench.images`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,12 +17,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from advbench.results import atomic_path  # noqa: E402
 
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = "osD^v<>"
 EPS_LABEL = "ε (L∞ perturbation, pixel scale [0, 1])"
+RUN_KEYS = ["model", "regime"]
+
+
+def style(i: int) -> dict:
+    """Colour, line style and marker of the ``i``-th line: unique for 28 lines."""
+    n = len(OKABE_ITO)
+    return {"color": OKABE_ITO[i % n], "linestyle": LINESTYLES[(i // n) % 4], "marker": MARKERS[(i // n) % 7]}
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:
@@ -36,20 +46,31 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
+def run_label(model: str, regime: str) -> str:
+    return f"{model} ({regime})"
+
+
 def _run_bands(ax: plt.Axes, df: pd.DataFrame, x: str, metric: str) -> None:
     """One line per (model, regime): mean of ``metric`` (%) over seeds against ``x``, with a ± sd band."""
-    for i, ((model, regime), run) in enumerate(df.groupby(["model", "regime"], sort=True)):
+    for i, ((model, regime), run) in enumerate(df.groupby(RUN_KEYS, sort=True)):
         stats = run.groupby(x)[metric].agg(["mean", "std"]).fillna(0.0) * 100
         xs, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
-        color = OKABE_ITO[i % len(OKABE_ITO)]
-        ax.plot(xs, mean, marker="o", ms=3, color=color, label=f"{model} ({regime})")
-        ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+        st = style(i)
+        ax.plot(xs, mean, ms=3.5, lw=1.4, label=run_label(model, regime), **st)
+        ax.fill_between(xs, mean - sd, mean + sd, color=st["color"], alpha=0.18, linewidth=0)
+
+
+def _legend_outside(fig: Figure, ax: plt.Axes, title: str) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title=title, title_fontsize=8)
 
 
 def eps_curves(attack: pd.DataFrame) -> Figure:
-    """FGSM error and confidence on mistakes vs eps, per model and regime, mean ± sd over seeds."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, constrained_layout=True)
+    """FGSM error and confidence on mistakes vs eps, per model and regime, mean ± sd over seeds; unclipped
+    (the paper) on the left, clipped to [0, 1] on the right."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True, layout="constrained")
     metrics = [("error", "FGSM error (%)"), ("mean_conf_wrong", "mean confidence on mistakes (%)")]
+    n_seeds = attack["seed"].nunique()
     for col, clipped in enumerate((False, True)):
         sub = attack[attack["clipped"] == clipped]
         for row, (metric, ylabel) in enumerate(metrics):
@@ -57,24 +78,29 @@ def eps_curves(attack: pd.DataFrame) -> Figure:
             _run_bands(ax, sub, "eps", metric)
             ax.set_ylabel(ylabel)
             ax.set_ylim(0, 100)
+            ax.set_xticks(sorted(attack["eps"].unique()))
             ax.grid(alpha=0.3)
             if row == 0:
-                ax.set_title("clipped to [0, 1]" if clipped else "unclipped (paper)")
-            if row == 1:
+                ax.set_title("unclipped (as in the paper)" if not clipped else "clipped to [0, 1]")
+            else:
                 ax.set_xlabel(EPS_LABEL)
-    axes[0, 0].legend(loc="lower right", fontsize=8)
+    _legend_outside(fig, axes[0, 0], "model (regime)")
+    fig.suptitle(f"FGSM on the test set: mean over {n_seeds} seeds, band = ± 1 sd")
     return fig
 
 
 def transfer_matrix(
     attack: pd.DataFrame, transfer: pd.DataFrame, eps: float, clipped: bool = False
 ) -> pd.DataFrame:
-    """Mean error (%) of each target on each source's FGSM examples; the diagonal is white-box."""
-    own = attack.assign(source=attack["model"] + "-" + attack["regime"])
-    own = own.assign(target=own["source"])
+    """Mean error (%) of each target on each source's FGSM examples, over the models that take part in a
+    transfer pair; the diagonal is each model's error on its own examples (white-box)."""
     cross = transfer.assign(
         source=transfer["source_model"] + "-" + transfer["source_regime"],
         target=transfer["target_model"] + "-" + transfer["target_regime"],
+    )
+    own = attack.assign(source=attack["model"] + "-" + attack["regime"])
+    own = own[own["source"].isin(set(cross["source"]) | set(cross["target"]))].assign(
+        target=lambda d: d["source"]
     )
     both = pd.concat([own, cross], ignore_index=True)
     both = both[(np.isclose(both["eps"], eps)) & (both["clipped"] == clipped)]
@@ -83,23 +109,27 @@ def transfer_matrix(
 
 def transfer_heatmap(matrix: pd.DataFrame, eps: float) -> Figure:
     """Heatmap of :func:`transfer_matrix`, annotated with the percentages."""
-    fig, ax = plt.subplots(figsize=(1.6 * len(matrix.columns) + 2.5, 1.2 * len(matrix) + 1.5))
-    image = ax.imshow(matrix.to_numpy(), cmap="cividis", vmin=0, vmax=100)
+    fig, ax = plt.subplots(
+        figsize=(1.5 * len(matrix.columns) + 3, 1.1 * len(matrix) + 1.8), layout="constrained"
+    )
+    values = matrix.to_numpy()
+    image = ax.imshow(values, cmap="cividis", vmin=0, vmax=100)
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
     ax.set_yticks(range(len(matrix.index)), matrix.index)
-    ax.set_xlabel("target model (scored)")
-    ax.set_ylabel("source model (crafts FGSM examples)")
-    ax.set_title(f"FGSM error (%) at ε = {eps:g}, unclipped; diagonal = own examples")
-    for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-        if not np.isnan(value):
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white" if value < 60 else "black")
-    fig.colorbar(image, ax=ax, label="error (%)")
+    ax.set_xlabel("target model (classifies the examples)")
+    ax.set_ylabel("source model (FGSM examples crafted on it)")
+    ax.set_title(f"FGSM transfer error (%), ε = {eps:g}, unclipped\ndiagonal: each model on its own examples")
+    for (i, j), value in np.ndenumerate(values):
+        text = "n/a" if np.isnan(value) else f"{value:.1f}"
+        ax.text(j, i, text, ha="center", va="center", color="white" if value < 60 else "black")
+    fig.colorbar(image, ax=ax, label="error on the source's examples (%)")
     return fig
 
 
 def training_curves(curves: pd.DataFrame) -> Figure:
-    """Clean and FGSM validation error per epoch, per model and regime, mean ± sd over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    """Clean and FGSM validation error per epoch, per model and regime, mean ± sd over seeds (and ensemble
+    members); stage 2 (retraining on all 60k) continues the epoch count."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     panels = [
         ("val_error", "clean validation error", "log"),
         ("val_adv_error", "FGSM validation error", "linear"),
@@ -109,50 +139,85 @@ def training_curves(curves: pd.DataFrame) -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{title} (%)")
         ax.set_yscale(scale)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3, which="both")
-        ax.set_title(title)
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{title} ({'log scale' if scale == 'log' else 'ε as in the regime or attack'})")
+    _legend_outside(fig, axes[0], "model (regime)")
     return fig
 
 
-def weight_panels(weights: Sequence[tuple[str, np.ndarray]], n: int = 10) -> Figure:
-    """First-layer weight vectors (rows of 784) as 28x28 images, one row of ``n`` per model (paper Fig. 3)."""
-    fig, axes = plt.subplots(len(weights), n, figsize=(1.1 * n, 1.3 * len(weights) + 0.3), squeeze=False)
-    for r, (label, w) in enumerate(weights):
-        for c in range(n):
-            ax = axes[r, c]
-            image = w[c].reshape(28, 28)
-            lim = np.abs(image).max() or 1.0
-            ax.imshow(image, cmap="gray", vmin=-lim, vmax=lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("first-layer weights (one piece per maxout unit; grey = 0)")
+def logit_sweep(sweep: pd.DataFrame, seed: int | None = None) -> Figure:
+    """Paper Fig. 4: every class's output along the FGSM direction of one test example, against eps, with
+    the predicted class in a strip below (one seed's model)."""
+    seed = int(sweep["seed"].min()) if seed is None else seed
+    one = sweep[sweep["seed"] == seed]
+    table = one.pivot_table(index="eps", columns="class", values="logit")
+    label, example, run = int(one["label"].iloc[0]), int(one["example"].iloc[0]), one["run"].iloc[0]
+    fig, (ax, strip) = plt.subplots(
+        2, 1, figsize=(9, 6), sharex=True, height_ratios=[5, 1], layout="constrained"
+    )
+    for i, cls in enumerate(table.columns):
+        st = {**_class_style(i, cls == label), "lw": 2.6 if cls == label else 1.3}
+        ax.plot(table.index, table[cls], label=f"class {cls}" + (" (true)" if cls == label else ""), **st)
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_ylabel("output (logit) of each class")
+    ax.set_title(f"{run}, seed {seed}: test example #{example} (label {label}) moved along sign(∇ₓJ)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2, loc="best")
+    _prediction_strip(strip, table, label)
+    strip.set_xlabel("ε along the FGSM direction (negative: against it)")
     return fig
 
 
-def adversarial_grid(
-    clean: np.ndarray,
-    adversarial: np.ndarray,
-    row_labels: Sequence[str],
-    captions: Sequence[tuple[str, str]],
-    eps: float,
-) -> Figure:
-    """Rows of clean image, perturbation and adversarial image, each captioned with class and confidence."""
-    n = len(clean)
-    fig, axes = plt.subplots(n, 3, figsize=(6.5, 2.1 * n), squeeze=False, constrained_layout=True)
-    for i in range(n):
-        panels = [
-            (clean[i], captions[i][0], "gray", 0.0, 1.0),
-            (adversarial[i] - clean[i], f"+ perturbation (±{eps:g})", "coolwarm", -eps, eps),
-            (adversarial[i], captions[i][1], "gray", 0.0, 1.0),
-        ]
-        for ax, (img, text, cmap, lo, hi) in zip(axes[i], panels, strict=True):
-            ax.imshow(img.reshape(28, 28), cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_title(text, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
-    fig.suptitle(f"FGSM examples, ε = {eps:g} (unclipped)")
+def _class_style(i: int, true: bool) -> dict:
+    """Line style of class ``i`` in the sweep; the true class in thick black."""
+    st = {"color": "black", "linestyle": "-"} if true else style(i)
+    return {k: st[k] for k in ("color", "linestyle")}
+
+
+def _prediction_strip(ax: plt.Axes, table: pd.DataFrame, label: int) -> None:
+    """The argmax class over eps, as contiguous labelled segments."""
+    eps, pred = table.index.to_numpy(), table.to_numpy().argmax(axis=1)
+    classes = list(table.columns)
+    starts = [0, *np.flatnonzero(np.diff(pred)) + 1]
+    ends = [*starts[1:], len(pred)]
+    half = (eps[1] - eps[0]) / 2 if len(eps) > 1 else 0.5
+    for a, b in zip(starts, ends, strict=True):
+        cls = classes[pred[a]]
+        color = _class_style(classes.index(cls), cls == label)["color"]
+        ax.axvspan(eps[a] - half, eps[b - 1] + half, color=color, alpha=0.2 if cls == label else 0.35, lw=0)
+        ax.text((eps[a] + eps[b - 1]) / 2, 0.5, str(cls), ha="center", va="center", fontsize=9)
+    ax.set_yticks([])
+    ax.set_ylabel("predicted", rotation=0, ha="right", va="center")
+
+
+def rubbish_histogram(rubbish: pd.DataFrame, classes: pd.DataFrame) -> Figure:
+    """App. A: the classes assigned with p > threshold to N(0, I) noise, share (%) per model, mean ± sd over
+    seeds; the legend gives each model's rubbish error (share of noise inputs with a confident class). Models
+    that never predict confidently get a legend entry and no bars."""
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    error = rubbish.groupby(RUN_KEYS)["error"].agg(["mean", "std"]).fillna(0.0) * 100
+    confident = classes[classes["share"].notna()]
+    runs = sorted(confident.groupby(RUN_KEYS).groups)
+    width = 0.8 / max(len(runs), 1)
+    n_classes = int(classes["class"].max()) + 1 if len(classes) else 10
+    for i, (model, regime) in enumerate(runs):
+        run = confident[(confident["model"] == model) & (confident["regime"] == regime)]
+        stats = run.groupby("class")["share"].agg(["mean", "std"]).reindex(range(n_classes)).fillna(0.0) * 100
+        err = error.loc[(model, regime)]
+        label = f"{run_label(model, regime)}: error {err['mean']:.1f} ± {err['std']:.1f}%"
+        xs = np.arange(n_classes) + (i - (len(runs) - 1) / 2) * width
+        ax.bar(
+            xs, stats["mean"], width, yerr=stats["std"], color=style(i)["color"], label=label, ecolor="#444"
+        )
+    for model, regime in sorted(set(error.index) - set(runs)):
+        ax.plot([], [], " ", label=f"{run_label(model, regime)}: error 0%, no bars")
+    ax.set_xticks(range(n_classes))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("share of confident predictions (%)")
+    threshold = float(rubbish["threshold"].iloc[0]) if len(rubbish) else 0.5
+    ax.set_title(f"Rubbish class: classes given p > {threshold:g} to N(0, I) inputs (mean ± sd over seeds)")
+    ax.legend(fontsize=8, title="model (regime): rubbish error", title_fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
     return fig

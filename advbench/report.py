@@ -1,24 +1,33 @@
-"""Tables (Markdown, CSV, LaTeX) and figures, generated from the results files and checkpoints."""
+"""Tables generated from the results files: CSV (every number, mean and sd in their own columns), and for
+reading, Markdown, LaTeX (booktabs, ready to paste) and HTML (shown in the Snakemake report), where every
+``<x>_mean`` / ``<x>_std`` pair is one ``mean ± sd`` column next to the number of seeds ``n``."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from advbench import figures, paper, results
-from advbench.attacks import fgsm
-from advbench.config import ModelSpec, model_spec_from_dict, regime_spec_from_dict
-from advbench.data import load_splits, to_float
-from advbench.figures import save
-from advbench.jobs import Trained, load_model
-from advbench.models import linear_layers
+from advbench import paper, results
 from advbench.results import atomic_path
 
 PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std"]
+RENAMES = {"n_seeds": "n", "n": "examples", "reproduced": "reproduced (%)", "paper": "paper (%)"}
+TABLE_FORMATS = (".md", ".csv", ".tex", ".html")
+_LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
+_NUMBER = re.compile(r"-?[0-9.]+( ± [0-9.]+)?|–")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A results table (values in %, except ``epoch``) and its caption."""
+
+    data: pd.DataFrame
+    caption: str
 
 
 def load_tables(paths: Sequence[Path]) -> dict[str, pd.DataFrame]:
@@ -36,22 +45,7 @@ def as_percent(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
-    """Error and confidence on mistakes (%) per model, regime, eps and clipping: mean and sd over seeds."""
-    keys = ["model", "regime", "eps", "clipped"]
-    grouped = attack.groupby(keys, sort=True)
-    out = grouped.agg(
-        error_mean=("error", "mean"),
-        error_std=("error", "std"),
-        conf_wrong_mean=("mean_conf_wrong", "mean"),
-        conf_wrong_std=("mean_conf_wrong", "std"),
-        n_seeds=("seed", "nunique"),
-        n=("n", "first"),
-    ).reset_index()
-    return as_percent(out, ["error_mean", "error_std", "conf_wrong_mean", "conf_wrong_std"])
-
-
-def _mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+def mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
     """Mean and sd over seeds of ``columns`` per ``keys``, with the number of seeds."""
     if df.empty:
         return pd.DataFrame(
@@ -61,64 +55,147 @@ def _mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFr
     return df.groupby(keys, sort=True).agg(**aggs, n_seeds=("seed", "nunique")).reset_index()
 
 
-def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, str]]:
-    """The per-experiment tables (values in %): name -> (table, caption)."""
-    pct = ["error_mean", "error_std", "mean_conf_wrong_mean", "mean_conf_wrong_std"]
-    transfer = _mean_sd(
+def _percent(df: pd.DataFrame, skip: Sequence[str] = ()) -> pd.DataFrame:
+    """Every ``_mean`` / ``_std`` column in %, except those of ``skip``."""
+    cols = [c for c in df.columns if c.endswith(("_mean", "_std")) and c.rsplit("_", 1)[0] not in skip]
+    return as_percent(df, cols)
+
+
+def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
+    """Error and confidence on mistakes (%) per model, regime, eps and clipping: mean and sd over seeds."""
+    out = mean_sd(attack, ["model", "regime", "eps", "clipped"], ["error", "mean_conf_wrong"])
+    n = attack.groupby(["model", "regime", "eps", "clipped"], sort=True)["n"].first().to_numpy()
+    return _percent(out.assign(n=n) if len(out) else out.assign(n=[]))
+
+
+def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
+    """The per-experiment tables (values in %): name -> table."""
+    transfer = mean_sd(
         tables["transfer"],
         ["source_model", "source_regime", "target_model", "target_regime", "eps", "clipped"],
         ["error", "mean_conf_wrong"],
     )
-    agreement = _mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
-    ensemble = _mean_sd(
+    agreement = mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
+    ensemble = mean_sd(
         tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"]
     )
-    rubbish = _mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
-    skew = _mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
+    rubbish = mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
+    skew = mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
     curves = tables["curves"]
     best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
-    training = _mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
+    training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
     return {
-        "transfer_summary": (
-            as_percent(transfer, pct),
-            "FGSM transfer: source's examples on the target (%).",
+        "attack_summary": Table(attack_summary(tables["attack"]), "FGSM on the test set (%)."),
+        "transfer_summary": Table(
+            _percent(transfer), "FGSM transfer: the source's examples on the target (%)."
         ),
-        "agreement_summary": (
-            as_percent(agreement, ["rate_mean", "rate_std"]),
-            "Cross-model agreement on the source's FGSM examples (%).",
+        "agreement_summary": Table(
+            _percent(agreement), "Cross-model agreement on the reference's FGSM examples (%)."
         ),
-        "ensemble_summary": (
-            as_percent(ensemble, pct),
-            "FGSM on an ensemble vs on one member, scored on the ensemble (%).",
+        "ensemble_summary": Table(
+            _percent(ensemble), "FGSM on an ensemble vs on one member, scored on the ensemble (%)."
         ),
-        "rubbish_summary": (
-            as_percent(rubbish, ["error_mean", "error_std", "mean_conf_mean", "mean_conf_std"]),
-            "Rubbish-class inputs N(0, I): error = some class with p > threshold (%).",
+        "rubbish_summary": Table(
+            _percent(rubbish), "Rubbish-class inputs N(0, I): error = some class with p > threshold (%)."
         ),
-        "rubbish_classes": (
-            as_percent(skew, ["share_mean", "share_std"]),
-            "Classes of confident rubbish predictions (%).",
-        ),
-        "training_summary": (
-            as_percent(training, [c for c in training.columns if "error" in c]),
+        "rubbish_classes": Table(_percent(skew), "Classes of the confident rubbish predictions (%)."),
+        "training_summary": Table(
+            _percent(training, skip=["epoch"]),
             "Selected epoch (stage 1) and its training / validation errors (%).",
         ),
     }
 
 
-def write_all(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
-    """Write ``df`` as ``stem.md``, ``stem.csv`` and ``stem.tex`` (booktabs), each atomically."""
-    paths = [stem.with_suffix(s) for s in (".md", ".csv", ".tex")]
-    texts = [
-        df.to_markdown(index=False, floatfmt=".2f") + "\n",
-        df.to_csv(index=False),
-        df.style.format(precision=2, na_rep="--")
-        .hide(axis="index")
-        .to_latex(hrules=True, caption=caption, position="t"),
-    ]
-    for path, text in zip(paths, texts, strict=True):
+def _cell(mean: float, sd: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def present(df: pd.DataFrame) -> pd.DataFrame:
+    """For reading: every ``<x>_mean`` / ``<x>_std`` pair as one ``<x>`` column of ``mean ± sd`` strings,
+    ``n_seeds`` as ``n``, other numbers with two decimals."""
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        base = col.removesuffix("_mean")
+        if col.endswith("_std") and f"{col.removesuffix('_std')}_mean" in df.columns:
+            continue
+        if col.endswith("_mean") and f"{base}_std" in df.columns:
+            name = RENAMES.get(base, base)
+            out[name] = [_cell(m, s) for m, s in zip(df[col], df[f"{base}_std"], strict=True)]
+        elif pd.api.types.is_float_dtype(df[col]):
+            out[RENAMES.get(col, col)] = [("–" if pd.isna(v) else f"{v:.2f}") for v in df[col]]
+        else:
+            out[RENAMES.get(col, col)] = df[col].astype(str)
+    return out.reset_index(drop=True)
+
+
+def latex_escape(text: str) -> str:
+    r"""``text`` safe in a LaTeX table cell; ``±`` becomes ``$\pm$``."""
+    text = text.replace("\\", r"\textbackslash{}").replace("~", r"\textasciitilde{}").replace("^", r"\^{}")
+    return _LATEX_SPECIAL.sub(r"\\\1", text).replace("±", r"$\pm$").replace("–", "--")
+
+
+def to_latex(shown: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs ``table`` (``\\toprule``/``\\midrule``/``\\bottomrule``) with every cell escaped."""
+    align = "".join("r" if all(_NUMBER.fullmatch(v) for v in shown[c]) else "l" for c in shown.columns)
+    head = " & ".join(latex_escape(str(c)) for c in shown.columns)
+    rows = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(caption)}}}",
+            rf"\label{{tab:{label}}}",
+            rf"\begin{{tabular}}{{{align}}}",
+            r"\toprule",
+            head + r" \\",
+            r"\midrule",
+            *rows,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#111}"
+    "caption{caption-side:top;text-align:left;font-weight:600;margin-bottom:.6em}"
+    "table{border-collapse:collapse;font-size:14px}"
+    "th,td{padding:.25em .7em;border-bottom:1px solid #ccc;text-align:right}"
+    "th{border-bottom:2px solid #333}tr:nth-child(even){background:#f3f5f8}"
+)
+
+
+def to_html(shown: pd.DataFrame, caption: str) -> str:
+    """A standalone HTML page of the table (the report shows it in a frame)."""
+    table = shown.to_html(index=False, border=0, escape=True)
+    table = table.replace('<table class="dataframe">', f"<table><caption>{html.escape(caption)}</caption>", 1)
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(caption)}</title>'
+        f"<style>{HTML_STYLE}</style></head><body>{table}</body></html>\n"
+    )
+
+
+def write_all(df: pd.DataFrame, stem: Path, caption: str, md_raw: bool = False) -> list[Path]:
+    """Write ``df`` as ``stem.csv`` (all numbers) and, as :func:`present` shows it, ``stem.md``, ``stem.tex``
+    and ``stem.html``; each atomically. ``md_raw`` keeps the Markdown in the CSV's columns."""
+    shown = present(df)
+    texts = {
+        ".md": (df.to_markdown(index=False, floatfmt=".2f") if md_raw else shown.to_markdown(index=False))
+        + "\n",
+        ".csv": df.to_csv(index=False),
+        ".tex": to_latex(shown, caption, stem.name),
+        ".html": to_html(shown, caption),
+    }
+    paths = []
+    for suffix, text in texts.items():
+        path = stem.with_suffix(suffix)
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+        paths.append(path)
     return paths
 
 
@@ -129,64 +206,9 @@ def make_report(paths: Sequence[Path], out_dir: Path) -> pd.DataFrame:
     write_all(
         as_percent(comparison, PERCENT_COLUMNS),
         out_dir / "paper_comparison",
-        "Paper vs reproduced (values in %, mean and sd over seeds).",
+        "Paper vs reproduced (values in %; reproduced: mean ± sd over n seeds).",
+        md_raw=True,  # the README quotes this table with its CSV columns
     )
-    write_all(attack_summary(tables["attack"]), out_dir / "attack_summary", "FGSM on the test set (%).")
-    for name, (table, caption) in experiment_tables(tables).items():
-        write_all(table, out_dir / name, caption)
+    for name, table in experiment_tables(tables).items():
+        write_all(table.data, out_dir / name, table.caption)
     return comparison
-
-
-def first_layer_rows(model: torch.nn.Module, spec: ModelSpec, n: int = 10) -> np.ndarray:
-    """First-layer incoming weight vectors: one piece per maxout unit, or the softmax's class templates."""
-    w = linear_layers(model)[0].weight.detach().numpy()
-    return (w[:: spec.pieces] if spec.arch == "maxout" else w)[:n]
-
-
-def fgsm_examples(entry: Trained, x: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, list]:
-    """FGSM examples of ``entry``'s model and the (class, confidence) captions of clean and adversarial."""
-    model = load_model(entry, "cpu")
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    x_adv = fgsm(model, xt, yt, eps)
-    with torch.inference_mode():
-        probs = [torch.softmax(model(v), 1).max(1) for v in (xt, x_adv)]
-    captions = [
-        tuple(f"'{int(p.indices[i])}' {float(p.values[i]):.1%}" for p in probs) for i in range(len(x))
-    ]
-    return x_adv.numpy(), captions
-
-
-def make_figures(paths: Sequence[Path], data: Path, job: dict, out_dir: Path) -> list[Path]:
-    """Every figure of the report, from the results files, checkpoints and the test set."""
-    tables = load_tables(paths)
-    written = save(figures.eps_curves(tables["attack"]), out_dir / "fgsm_vs_eps")
-    eps = job["transfer_eps"]
-    matrix = figures.transfer_matrix(tables["attack"], tables["transfer"], eps)
-    written += save(figures.transfer_heatmap(matrix, eps), out_dir / "transfer_matrix")
-    written += save(figures.training_curves(tables["curves"]), out_dir / "training_curves")
-    trained = {e["run"]: _trained(e) for e in job["weights"] + job["examples"]}
-    rows = [
-        (run, first_layer_rows(load_model(trained[run], "cpu"), trained[run].spec))
-        for run in (e["run"] for e in job["weights"])
-    ]
-    written += save(figures.weight_panels(rows), out_dir / "first_layer_weights")
-    splits = load_splits(data, n_test=job["n_examples"])
-    x, y = to_float(splits.x_test), splits.y_test.astype(np.int64)
-    clean, adv, labels, captions = [], [], [], []
-    for e in job["examples"]:
-        x_adv, caps = fgsm_examples(trained[e["run"]], x, y, job["example_eps"])
-        clean.append(x)
-        adv.append(x_adv)
-        labels += [f"{e['run']}\nlabel {int(c)}" for c in y]
-        captions += caps
-    grid = figures.adversarial_grid(
-        np.concatenate(clean), np.concatenate(adv), labels, captions, job["example_eps"]
-    )
-    written += save(grid, out_dir / "adversarial_examples")
-    return written
-
-
-def _trained(entry: dict) -> Trained:
-    return Trained(
-        model_spec_from_dict(entry["model"]), regime_spec_from_dict(entry["regime"]), entry["checkpoint"]
-    )

@@ -80,7 +80,17 @@ def test_rerun_has_nothing_to_do(smoke_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-FIGURES = ["fgsm_vs_eps", "transfer_matrix", "training_curves", "first_layer_weights", "adversarial_examples"]
+FIGURES = [
+    "fgsm_vs_eps",
+    "transfer_matrix",
+    "training_curves",
+    "first_layer_weights",
+    "adversarial_examples",
+    "logistic_weights",
+    "logits_vs_eps",
+    "rubbish_histogram",
+    "rubbish_samples",
+]
 
 
 def test_figures_are_real_images(smoke_run):
