@@ -204,12 +204,15 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
-        "figures", help="figures (PNG + PDF): charts from the results, image panels from checkpoints and test set"
+        "figures",
+        help="figures (PNG + PDF): charts from the results, image panels from checkpoints and test set",
     )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
     p.add_argument(
-        "--job", required=True, help="JSON: charts to draw, runs of the image figures, eps values (see render.py)"
+        "--job",
+        required=True,
+        help="JSON: charts to draw, runs of the image figures, eps values (see render.py)",
     )
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_figures)

@@ -204,50 +204,10 @@ def curves_outputs():
     return single + members
 
 
-EXPERIMENT_TABLES = [
-    "transfer_summary",
-    "agreement_summary",
-    "ensemble_summary",
-    "rubbish_summary",
-    "rubbish_classes",
-    "training_summary",
-]
-
-
 def all_results():
     return (
         attack_outputs() + transfer_outputs() + curves_outputs() + experiment_outputs()
     )
-
-
-def figure_runs():
-    return list(
-        dict.fromkeys(config["report"]["weights"] + config["report"]["examples"])
-    )
-
-
-def figure_checkpoints():
-    """The first seed's checkpoint of every run the figures show."""
-    return [run_checkpoints(DATASET, run)[0] for run in figure_runs()]
-
-
-def figure_job_json():
-    def entry(run):
-        model, regime = split_run_id(run)
-        return {
-            "run": run,
-            "model": json.loads(model_json(model, regime)),
-            "regime": json.loads(regime_json(regime)),
-            "checkpoint": run_checkpoints(DATASET, run)[0],
-        }
-
-    rep = config["report"]
-    job = {k: rep[k] for k in ("example_eps", "n_examples", "transfer_eps")}
-    job |= {
-        "weights": [entry(r) for r in rep["weights"]],
-        "examples": [entry(r) for r in rep["examples"]],
-    }
-    return json.dumps(job, sort_keys=True)
 
 
 SEED_ARGS = " ".join(map(str, SEEDS))
