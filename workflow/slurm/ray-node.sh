@@ -14,7 +14,9 @@ args=(
   --block
 )
 case $role in
-  head) exec ray start --head --node-ip-address="$target" --port="${3:?port}" --include-dashboard=false "${args[@]}" ;;
+  head)
+    exec ray start --head --node-ip-address="$target" --port="${3:?port}" --include-dashboard=false "${args[@]}"
+    ;;
   worker) exec ray start --address="$target" "${args[@]}" ;;
   *) echo "ray-node.sh: first argument must be head or worker, got '$role'" >&2; exit 2 ;;
 esac
