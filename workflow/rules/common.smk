@@ -167,28 +167,33 @@ def transfer_outputs():
 
 # Ray: a local run starts one embedded Ray for all its jobs (onstart below) unless RAY_ADDRESS or
 # ray.address names a cluster; either way a job is only a light driver (one thread) and Ray schedules its
-# tasks. On a remote executor without a cluster each job starts its own Ray with ray.job_cpus cores.
+# tasks. Snakemake reads this file before it picks its executor (workflow.local_exec is always true here), so
+# whether the run is local is decided in onstart. Under a remote executor each job starts its own Ray on the
+# CPUs that the profile's set-threads gives the rule (workflow/profiles/slurm).
 CLUSTER = os.environ.get("RAY_ADDRESS") or config["ray"]["address"]
-SHARED_RAY = workflow.local_exec and not CLUSTER and config["ray"]["shared"]
-if SHARED_RAY or CLUSTER:
+if CLUSTER or config["ray"]["shared"]:
     RAY_THREADS, RAY_SLOT = 1, 0
 else:  # a job's own Ray: all local cores, one such job at a time (the profile's ray=1)
-    RAY_THREADS = workflow.cores if workflow.local_exec else config["ray"]["job_cpus"]
-    RAY_SLOT = 1
+    RAY_THREADS, RAY_SLOT = workflow.cores, 1
+
+
+def shared_ray():
+    """Whether this run shares one embedded Ray: local execution, no cluster, ray.shared (known at onstart)."""
+    return workflow.local_exec and not CLUSTER and config["ray"]["shared"]
 
 
 onstart:
-    if SHARED_RAY:
+    if shared_ray():
         start_shared_head(workflow.cores, config["ray"]["object_store_mb"])
 
 
 onsuccess:
-    if SHARED_RAY:
+    if shared_ray():
         stop_shared_head()
 
 
 onerror:
-    if SHARED_RAY:
+    if shared_ray():
         stop_shared_head()
 
 
