@@ -123,7 +123,6 @@ def start_shared_head(num_cpus: int, object_store_mb: int = 1024) -> str:
     global _shared_temp_dir
     import ray
 
-    claim_workdir()
     _shared_temp_dir = _start_local(num_cpus, None, object_store_mb)
     address = ray.get_runtime_context().gcs_address
     os.environ[SHARED_HEAD_ENV] = address

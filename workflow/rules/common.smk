@@ -17,7 +17,7 @@ from advbench.config import (
     spec_to_json,
     split_run_id,
 )
-from advbench.dispatch import start_shared_head, stop_shared_head
+from advbench.dispatch import claim_workdir, start_shared_head, stop_shared_head
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -183,6 +183,8 @@ def shared_ray():
 
 
 onstart:
+    if workflow.local_exec:  # one live run per directory (the default profile turns Snakemake's lock off)
+        claim_workdir()
     if shared_ray():
         start_shared_head(workflow.cores, config["ray"]["object_store_mb"])
 
