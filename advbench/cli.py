@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures``: the commands the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures``: what the workflow's rules call.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -53,9 +53,10 @@ def _trained(model_json: str, regime_json: str, ckpts: list[str]):
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from advbench.data import prepare_mnist
+    from advbench.data import prepare
 
-    used = prepare_mnist(args.out, args.source, args.data_dir)
+    options = {} if args.zca_fit_n is None else {"zca_fit_n": args.zca_fit_n}
+    used = prepare(args.dataset, args.out, args.source, args.data_dir, **options)
     log.info("prepared %s from %s", args.out, used)
 
 
@@ -121,8 +122,8 @@ def cmd_figures(args: argparse.Namespace) -> None:
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
 
 
-def _dispatch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
+    p.add_argument("--data", type=Path, required=data_required, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
     p.add_argument(
         "--ray",
@@ -139,10 +140,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet", action="store_true", help="log warnings only")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("prepare", help="read, verify and split MNIST")
+    p = sub.add_parser("prepare", help="read, verify and split a dataset (CIFAR-10: and fit GCN + ZCA)")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--source", choices=["auto", "local", "torchvision"], default="auto")
-    p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $ADVBENCH_DATA)")
+    p.add_argument("--source", choices=["auto", "local", "torchvision", "tfds"], default="auto")
+    p.add_argument(
+        "--data-dir", default=None, help="folder holding mnist/, cifar10/ (default: $ADVBENCH_DATA)"
+    )
+    p.add_argument(
+        "--zca-fit-n", type=int, default=None, help="CIFAR-10: fit ZCA on the first n training images"
+    )
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train one (model, regime) over seeds, one Ray task per seed")
@@ -151,11 +158,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--regime", required=True, help="regime spec (JSON)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="one .safetensors per seed")
     p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
-    p.add_argument("--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)")
+    p.add_argument(
+        "--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="agreement, sweep, ensemble or rubbish: one Ray task per seed")
-    _dispatch_args(p)
+    _dispatch_args(p, data_required=False)  # rubbish needs no data
     p.add_argument("name", choices=["agreement", "sweep", "ensemble", "rubbish"])
     p.add_argument("--out", nargs="+", required=True, help="KIND=PATH for each results file")
     p.set_defaults(func=cmd_experiment)
@@ -177,7 +186,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("report", help="paper-vs-reproduced and per-experiment tables from the Parquet results")
+    p = sub.add_parser(
+        "report", help="paper-vs-reproduced and per-experiment tables from the Parquet results"
+    )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)

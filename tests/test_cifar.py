@@ -195,3 +195,32 @@ def test_fgsm_stays_in_the_eps_ball_of_the_input_space(spec, n_inputs):
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)
     assert model.training  # the attack restored the mode
     assert dataset_info(spec.dataset).n_inputs == n_inputs
+
+
+def test_rubbish_job_spans_datasets_without_data(tmp_path):
+    """One rubbish task scores N(0, I) noise of each model's own input size (F21 MNIST, F23 CIFAR-10)."""
+    from advbench import checkpoints
+    from advbench.config import regime_spec
+    from advbench.dispatch import RaySettings
+    from advbench.experiments import rubbish_task
+    from advbench.jobs import Trained
+
+    regime = regime_spec("clean", {"kind": "clean"})
+    specs = [
+        model_spec("softmax", {"arch": "softmax", "init_range": 0.5}),
+        conv_maxout(channels=[4], kernels=[3], pads=[1], pools=[2], pool_strides=[2], units=8),
+    ]
+    runs = {}
+    for spec in specs:
+        path = tmp_path / f"{spec.name}.safetensors"
+        checkpoints.save(build(spec, torch.Generator().manual_seed(0)).state_dict(), path, {})
+        runs[f"{spec.name}-clean"] = Trained(spec, regime, str(path))
+    settings = RaySettings(use_ray=False)
+    out = rubbish_task({}, runs, None, 0, 50, {"cifar10": 20}, 0.0, 64, settings)
+    assert [(r["dataset"], r["model"], r["n"]) for r in out["rows"]] == [
+        ("mnist", "softmax", 50),
+        ("cifar10", "conv_maxout", 20),
+    ]
+    assert all(r["error"] == 1.0 for r in out["rows"])  # threshold 0: every input counts as confident
+    shares = [c["n_predicted"] for c in out["classes"] if c["dataset"] == "cifar10"]
+    assert sum(shares) == 20

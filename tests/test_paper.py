@@ -46,3 +46,18 @@ def test_verdicts():
     assert table.loc["b", "verdict"] == "direction holds"
     assert table.loc["c", "verdict"] == "differs"
     assert table.loc["d", "verdict"] == "not run" and table.loc["d", "n_seeds"] == 0
+
+
+def test_figure_rows_report_one_value_per_seed():
+    sel = {"table": "attack", "model": "m", "eps": 0.25, "clipped": False, "column": "error"}
+    figs = [
+        Figure("one", "X", "exp", "error", select={**sel, "regime": "naive"}, figure="fgsm_vs_eps"),
+        Figure("many", "X", "exp", "error", select={"table": "attack", "column": "error"}, figure="f"),
+    ]
+    attack = _attack({("naive", 0): 0.9, ("naive", 1): 0.8, ("adv", 0): 0.1, ("adv", 1): 0.2})
+    table = comparison({"attack": attack}, figs).set_index(pd.Index(["one", "many"]))
+    assert (
+        abs(table.loc["one", "reproduced_mean"] - 0.85) < 1e-12
+        and table.loc["one", "verdict"] == "shown in figure"
+    )
+    assert pd.isna(table.loc["many", "reproduced_mean"]) and table.loc["many", "verdict"] == "shown in figure"

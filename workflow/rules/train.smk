@@ -21,13 +21,12 @@ rule train:
     params:
         model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=train_job_json(),
+        job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
     shell:
         "advbench train --data {input.data} --job {params.job:q}"
         " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
         " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
-
 
 
 rule train_members:
@@ -54,7 +53,7 @@ rule train_members:
     params:
         model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=train_job_json(),
+        job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
         members=N_MEMBERS,
     shell:
