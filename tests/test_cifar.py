@@ -224,3 +224,27 @@ def test_rubbish_job_spans_datasets_without_data(tmp_path):
     assert all(r["error"] == 1.0 for r in out["rows"])  # threshold 0: every input counts as confident
     shares = [c["n_predicted"] for c in out["classes"] if c["dataset"] == "cifar10"]
     assert sum(shares) == 20
+
+
+def test_pylearn2_cifar_schedule_knobs():
+    """LinearDecayOverEpoch (lr .17 -> .0017 by epoch 500) and W_lr_scale .05 on the conv layers only."""
+    from advbench.config import TrainSpec
+    from advbench.models import lr_scales
+    from advbench.training import epoch_lr, sgd_step
+
+    t = TrainSpec(lr=0.17, lr_linear_saturate_epoch=500, lr_linear_factor=0.01)
+    assert epoch_lr(1, t) == 0.17 and epoch_lr(500, t) == pytest.approx(0.0017) == epoch_lr(785, t)
+    assert epoch_lr(7, TrainSpec(lr=0.1)) == 0.1  # off by default
+    spec = conv_maxout(
+        channels=[4], kernels=[3], pads=[1], pools=[2], pool_strides=[2], units=8, conv_lr_scale=0.05
+    )
+    model = build(spec)
+    scales = lr_scales(model, spec)
+    params = list(model.parameters())
+    assert scales[:2] == [0.05, 0.05] and set(scales[2:]) == {1.0}  # conv weight and bias first
+    for p in params:
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in params]
+    sgd_step(params, [torch.zeros_like(p) for p in params], 1.0, 0.5, scales)
+    steps = [float((b - p).detach().flatten()[0]) for b, p in zip(before, params, strict=True)]
+    assert steps[0] == pytest.approx(0.05) and steps[-1] == pytest.approx(1.0)
