@@ -28,18 +28,16 @@ except ConfigError as err:
     raise ValueError(f"config error: {err}") from None
 export_to_jobs(config)
 
-DATASET = config[
-    "dataset"
-]  # the dataset of models that name none (a run's own: dataset_of)
+# the dataset of models that name none; a run's own dataset is dataset_of(run)
+DATASET = config["dataset"]
 SEEDS = config["seeds"]
 RUN_ENTRIES = run_entries(config)
 RUNS = [r for r, e in RUN_ENTRIES.items() if e.get("members", 1) == 1]
 MEMBER_RUNS = {
     r: e["members"] for r, e in RUN_ENTRIES.items() if e.get("members", 1) > 1
 }
-N_MEMBERS = max(
-    MEMBER_RUNS.values(), default=1
-)  # check_experiment allows one ensemble run
+# check_experiment allows one ensemble run
+N_MEMBERS = max(MEMBER_RUNS.values(), default=1)
 PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
 
