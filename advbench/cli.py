@@ -55,9 +55,10 @@ def _trained(model_json: str, regime_json: str, ckpts: list[str]):
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from advbench.data import prepare_mnist
+    from advbench.data import prepare
 
-    used = prepare_mnist(args.out, args.source, args.data_dir)
+    options = {} if args.zca_fit_n is None else {"zca_fit_n": args.zca_fit_n}
+    used = prepare(args.dataset, args.out, args.source, args.data_dir, **options)
     log.info("prepared %s from %s", args.out, used)
 
 
@@ -138,8 +139,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _dispatch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
+    p.add_argument("--data", type=Path, required=data_required, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
     p.add_argument(
         "--ray",
@@ -156,10 +157,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet", action="store_true", help="log warnings only")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("prepare", help="read, verify and split MNIST")
+    p = sub.add_parser("prepare", help="read, verify and split a dataset (CIFAR-10: and fit GCN + ZCA)")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--source", choices=["auto", "local", "torchvision"], default="auto")
-    p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $ADVBENCH_DATA)")
+    p.add_argument("--source", choices=["auto", "local", "torchvision", "tfds"], default="auto")
+    p.add_argument(
+        "--data-dir", default=None, help="folder holding mnist/, cifar10/ (default: $ADVBENCH_DATA)"
+    )
+    p.add_argument(
+        "--zca-fit-n", type=int, default=None, help="CIFAR-10: fit ZCA on the first n training images"
+    )
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train one (model, regime) over seeds, one Ray task per seed")
@@ -174,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="agreement, sweep, ensemble or rubbish: one Ray task per seed")
-    _dispatch_args(p)
+    _dispatch_args(p, data_required=False)  # rubbish needs no data
     p.add_argument("name", choices=["agreement", "sweep", "ensemble", "rubbish"])
     p.add_argument("--out", nargs="+", required=True, help="KIND=PATH for each results file")
     p.set_defaults(func=cmd_experiment)

@@ -50,6 +50,8 @@ class TrainSpec:
     retrain_momentum: float = 0.694
     retrain_max_epochs: int = 100
     n_train: int | None = None
+    lr_linear_saturate_epoch: int | None = None
+    lr_linear_factor: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ModelSpec:
 
     name: str
     arch: str
+    dataset: str = "mnist"
     units: int = 240
     pieces: int = 5
     hidden_layers: int = 2
@@ -71,6 +74,15 @@ class ModelSpec:
     classes: tuple[int, ...] | None = None
     rbf_mu_init: float = 0.0
     rbf_beta_init: float = 0.01
+    channels: tuple[int, ...] = (96, 192, 192)
+    kernels: tuple[int, ...] = (8, 8, 5)
+    pads: tuple[int, ...] = (4, 3, 3)
+    pools: tuple[int, ...] = (4, 4, 2)
+    pool_strides: tuple[int, ...] = (2, 2, 2)
+    conv_pieces: int = 2
+    max_kernel_norm: tuple[float, ...] | None = None
+    conv_lr_scale: float = 1.0
+    resize: int = 64
     train: TrainSpec = field(default_factory=TrainSpec)
 
 
@@ -91,8 +103,9 @@ class RegimeSpec:
 def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
     """Build a :class:`ModelSpec` from a (schema-validated) config entry."""
     fields = {k: v for k, v in entry.items() if k != "train"}
-    if fields.get("classes") is not None:
-        fields["classes"] = tuple(fields["classes"])
+    for key in ("classes", "channels", "kernels", "pads", "pools", "pool_strides", "max_kernel_norm"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
     return ModelSpec(name=name, train=TrainSpec(**entry.get("train", {})), **fields)
 
 
@@ -145,7 +158,13 @@ def run_model_entry(config: dict[str, Any], run: str) -> dict[str, Any]:
     entry = run_entries(config)[run]
     model = copy.deepcopy(config["models"][entry["model"]])
     model["train"] = {**model.get("train", {}), **entry.get("train", {})}
+    model.setdefault("dataset", config.get("dataset", "mnist"))
     return model
+
+
+def run_dataset(config: dict[str, Any], run: str) -> str:
+    """The dataset a run trains and is evaluated on: its model's, else the top-level ``dataset``."""
+    return run_model_entry(config, run)["dataset"]
 
 
 def run_model_spec(config: dict[str, Any], run: str) -> ModelSpec:
@@ -168,9 +187,12 @@ def check_experiment(config: dict[str, Any]) -> None:
             _check_ref(pair[end], single, f"transfer.pairs[{i}].{end}")
         if pair["source"] == pair["target"]:
             raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
+        _check_same_dataset(config, [pair["source"], pair["target"]], f"transfer.pairs[{i}]")
+    report = config.get("report", {})
     for key in ("weights", "examples"):
-        for i, run in enumerate(config.get("report", {}).get(key, [])):
+        for i, run in enumerate(report.get(key, [])):
             _check_ref(run, single, f"report.{key}[{i}]")
+    _check_same_dataset(config, report.get("weights", []) + report.get("examples", []), "report")
     _check_evaluations(config, runs, single)
 
 
@@ -222,6 +244,12 @@ def _schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def _check_same_dataset(config: dict[str, Any], runs: list[str], key: str) -> None:
+    datasets = {run: run_dataset(config, run) for run in runs}
+    if len(set(datasets.values())) > 1:
+        raise ConfigError(f"{key}: runs of different datasets cannot share examples: {datasets}")
+
+
 def _check_ref(run: str, allowed: list[str], key: str) -> None:
     if run not in allowed:
         raise ConfigError(f"{key}: {run!r} is not a trained run; expected one of {allowed}")
@@ -241,7 +269,23 @@ def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"runs[{i}]: duplicate run {rid!r}")
         seen[rid] = run
         _check_overrides(config, run, i)
+        _check_clipping(config, rid, i)
     return seen
+
+
+def _check_clipping(config: dict[str, Any], run: str, i: int) -> None:
+    """Clipping to [0, 1] only means something where inputs are pixels (not CIFAR-10's whitened space)."""
+    from advbench.data import dataset_info
+
+    dataset = run_dataset(config, run)
+    if dataset_info(dataset).pixel_space:
+        return
+    if True in run_attack(config, run)["clip"]:
+        raise ConfigError(
+            f"runs[{i}].attack.clip: {dataset} inputs are not pixels in [0, 1]; set clip: [false] for {run!r}"
+        )
+    if config["regimes"][config["runs"][i]["regime"]].get("clip"):
+        raise ConfigError(f"runs[{i}].regime: {dataset} inputs are not pixels in [0, 1]; the regime clips")
 
 
 def _check_overrides(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
@@ -260,6 +304,7 @@ def _check_evaluations(config: dict[str, Any], runs: dict[str, dict], single: li
     if agreement:
         for j, run in enumerate([agreement["source"], *agreement["observers"]]):
             _check_ref(run, single, "agreement.source" if j == 0 else f"agreement.observers[{j - 1}]")
+        _check_same_dataset(config, [agreement["source"], *agreement["observers"]], "agreement")
     if config.get("sweep"):
         _check_ref(config["sweep"]["run"], single, "sweep.run")
     for i, run in enumerate((config.get("rubbish") or {}).get("runs", [])):

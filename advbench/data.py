@@ -1,8 +1,10 @@
-"""MNIST: sources (local IDX files, torchvision download), integrity checks, the paper's splits.
+"""Datasets: the registry (MNIST, CIFAR-10), MNIST's sources and checks, the paper's splits, model inputs.
 
-Integrity is checked on the *decompressed* IDX content (md5), since gzip headers differ between mirrors.
-Prepared data is a ``.npz`` of uint8 images and int64 labels: ``x_train`` (the first 50k), ``x_val``
-(50k-60k), ``x_test`` (10k), as the paper's pylearn2 setup splits them.
+Integrity of MNIST is checked on the *decompressed* IDX content (md5), since gzip headers differ between
+mirrors; CIFAR-10 lives in :mod:`advbench.cifar`. Prepared data is a ``.npz`` of uint8 images and int64
+labels: ``x_train``, ``x_val``, ``x_test`` (MNIST: the first 50k, 50k-60k, the 10k test set, as the paper's
+pylearn2 setup splits them), plus any fitted preprocessing (``prep_*`` arrays, e.g. CIFAR-10's GCN + ZCA).
+Models see flat float32 vectors (:func:`model_inputs`): pixels in [0, 1], or the preprocessed space.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import gzip
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ MNIST_FILES: dict[str, str] = {
 }
 IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number
 N_TRAIN = 50_000
+PREP_PREFIX = "prep_"
 
 
 class DataError(RuntimeError):
@@ -34,8 +38,37 @@ class DataError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of advbench needs to know of a dataset: image shape, classes, where it can come from."""
+
+    name: str
+    shape: tuple[int, int, int]  # (channels, height, width) of one image
+    classes: tuple[str, ...]
+    download: str  # the source ``auto`` falls back to without local files
+    pixel_space: bool  # True: inputs are pixels in [0, 1]; False: a fitted preprocessing's space
+    prepare_options: tuple[str, ...] = ()  # keys of config["data"] its preparation takes
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.shape))
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", (1, 28, 28), tuple("0123456789"), "torchvision", True),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), CIFAR10_CLASSES, "tfds", False, ("zca_fit_n",)),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+@dataclass(frozen=True)
 class Splits:
-    """uint8 images (N, 28, 28) and int64 labels of the paper's train/validation/test splits."""
+    """uint8 images and int64 labels of the train/validation/test splits, and fitted preprocessing."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -43,9 +76,11 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    prep: dict[str, np.ndarray] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "prep"}
+        return out | self.prep
 
 
 def read_raw(path: Path) -> bytes:
@@ -107,19 +142,41 @@ def mnist_from_torchvision(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mnist_from_dir(root / "MNIST" / "raw")
 
 
-def resolve_source(source: str, data_dir: str | None) -> tuple[str, Path | None]:
-    """Pick the data source: local files when a directory is given (config or ``ADVBENCH_DATA``)."""
+def resolve_source(source: str, data_dir: str | None, dataset: str = "mnist") -> tuple[str, Path | None]:
+    """Pick the data source: local files (``<dir>/<dataset>/``) when a directory is given (config or
+    ``ADVBENCH_DATA``), else the dataset's download source; a source the dataset lacks is an error."""
+    info = dataset_info(dataset)
     directory = data_dir or os.environ.get("ADVBENCH_DATA")
     if source == "local" and not directory:
         raise DataError("data.source is 'local' but neither data.dir nor ADVBENCH_DATA names a directory")
     if source in ("local", "auto") and directory:
-        return "local", Path(directory) / "mnist"
-    return "torchvision", None
+        return "local", Path(directory) / dataset
+    if source not in ("auto", info.download):
+        raise DataError(f"data.source {source!r} cannot provide {dataset}; use 'local' or {info.download!r}")
+    return info.download, None
 
 
-def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> Splits:
-    """The paper's split: train on 0-50k, validate on 50k-60k, test on the 10k test set."""
-    return Splits(x_train[:N_TRAIN], y_train[:N_TRAIN], x_train[N_TRAIN:], y_train[N_TRAIN:], x_test, y_test)
+def split(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_train: int = N_TRAIN
+) -> Splits:
+    """The paper's split: train on the first ``n_train`` (MNIST: 50k), validate on the rest of the
+    training set, test on the test set."""
+    return Splits(x_train[:n_train], y_train[:n_train], x_train[n_train:], y_train[n_train:], x_test, y_test)
+
+
+def write_splits(out: Path, splits: Splits) -> None:
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **splits.as_dict())
+
+
+def prepare(dataset: str, out: Path, source: str = "auto", data_dir: str | None = None, **options) -> Path:
+    """Read, verify and split ``dataset`` (fitting its preprocessing, if any); write ``out``. Returns the
+    source used. ``options`` go to the dataset's own preparation (CIFAR-10: ``zca_fit_n``)."""
+    allowed = dataset_info(dataset).prepare_options
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DataError(f"{dataset}: unknown preparation options {unknown}; it takes {list(allowed)}")
+    return PREPARE[dataset](out, source, data_dir, **options)
 
 
 def prepare_mnist(
@@ -132,10 +189,17 @@ def prepare_mnist(
         arrays = mnist_from_dir(directory)
     else:
         arrays = mnist_from_torchvision(cache or out.parent / "download")
-    splits = split(*arrays)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **splits.as_dict())
+    write_splits(out, split(*arrays))
     return directory or Path("torchvision")
+
+
+def _prepare_cifar10(out: Path, source: str, data_dir: str | None, **options) -> Path:
+    from advbench.cifar import prepare_cifar10  # cifar imports this module
+
+    return prepare_cifar10(out, source, data_dir, **options)
+
+
+PREPARE = {"mnist": prepare_mnist, "cifar10": _prepare_cifar10}
 
 
 def load_splits(
@@ -145,19 +209,30 @@ def load_splits(
     with np.load(path) as npz:
         d = {k: npz[k] for k in npz.files}
     cut = {"train": n_train, "val": n_val, "test": n_test}
-    return Splits(**{k: v[: cut[k.split("_")[1]]] for k, v in d.items()})
+    prep = {k: d.pop(k) for k in list(d) if k.startswith(PREP_PREFIX)}
+    return Splits(**{k: v[: cut[k.split("_")[1]]] for k, v in d.items()}, prep=prep)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 images to the paper's pixel space: float32 in [0, 1], flattened to 784."""
+    """uint8 images to the paper's pixel space: float32 in [0, 1], flattened (MNIST: 784)."""
     return (x.reshape(len(x), -1).astype(np.float32)) / 255.0
+
+
+def model_inputs(x: np.ndarray, data: Mapping[str, np.ndarray]) -> np.ndarray:
+    """uint8 images to what the models see: flat float32 pixels in [0, 1], or, when ``data`` carries a
+    fitted preprocessing (CIFAR-10), the GCN + ZCA-whitened space in which the paper's eps is measured."""
+    if f"{PREP_PREFIX}zca_matrix" not in data:
+        return to_float(x)
+    from advbench.cifar import preprocess
+
+    return preprocess(x, data)
 
 
 def restrict_classes(data: dict[str, np.ndarray], classes: tuple[int, ...] | None) -> dict[str, np.ndarray]:
     """Keep only the examples of ``classes`` in every split and relabel them ``0..k-1`` in that order."""
     if not classes:
         return data
-    out = {}
+    out = {k: v for k, v in data.items() if k.startswith(PREP_PREFIX)}
     lookup = np.full(10, -1, dtype=np.int64)
     lookup[list(classes)] = np.arange(len(classes))
     for split in ("train", "val", "test"):

@@ -14,6 +14,7 @@ import torch
 
 from advbench import analyses
 from advbench.config import model_spec_from_dict, regime_spec_from_dict
+from advbench.data import dataset_info
 from advbench.dispatch import RaySettings, init_task, run_tasks, task_device
 from advbench.evaluation import fgsm_scores
 from advbench.jobs import Trained, _node_id, load_model, subset_data, test_tensors, write_outputs
@@ -110,27 +111,29 @@ def ensemble_task(
 def rubbish_task(
     data: dict,
     runs: dict,
-    dataset: str,
+    dataset: str | None,
     seed: int,
     n: int,
+    n_by_dataset: dict[str, int],
     threshold: float,
     batch_size: int,
     settings: RaySettings,
 ) -> dict:
-    """F21-F25 for one seed: N(0, I) inputs (the same for every model of a seed) scored by each model."""
+    """F21-F25 for one seed: N(0, I) inputs in each model's input space (the same noise for every model
+    of a dataset and seed; ``n_by_dataset`` overrides ``n``), scored by each model. Needs no data."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
-    gen = torch.Generator().manual_seed(task_seed(dataset, "rubbish", seed))
     rows, classes = [], []
     for trained in runs.values():
+        name = trained.spec.dataset
         model = load_model(trained, device)
-        shape = test_tensors(data, trained.spec, device)[0].shape[1:]
-        noise = torch.randn(n, *shape, generator=gen).to(device)
+        gen = torch.Generator().manual_seed(task_seed(name, "rubbish", seed))
+        size = (n_by_dataset.get(name, n), dataset_info(name).n_inputs)
+        noise = torch.randn(size, generator=gen).to(device)
         summary, hist = analyses.rubbish(model, noise, threshold, batch_size)
-        keys = {"dataset": dataset, "seed": seed, "model": trained.spec.name, "regime": trained.regime.name}
+        keys = {"dataset": name, "seed": seed, "model": trained.spec.name, "regime": trained.regime.name}
         rows.append(keys | summary)
         classes += [keys | h for h in hist]
-        gen.manual_seed(task_seed(dataset, "rubbish", seed))  # every model sees the same noise
     return _result(rows, device, classes=classes)
 
 
@@ -138,17 +141,23 @@ TASKS = {
     "agreement": (agreement_task, ("source", "eps", "batch_size")),
     "sweep": (sweep_task, ("label", "eps_max", "steps")),
     "ensemble": (ensemble_task, ("eps", "batch_size")),
-    "rubbish": (rubbish_task, ("n", "threshold", "batch_size")),
+    "rubbish": (rubbish_task, ("n", "n_by_dataset", "threshold", "batch_size")),
 }
 
 
 def run_experiment(
-    name: str, job: dict, data_path: Path, seeds: Sequence[int], outs: dict[str, Path], settings: RaySettings
+    name: str,
+    job: dict,
+    data_path: Path | None,
+    seeds: Sequence[int],
+    outs: dict[str, Path],
+    settings: RaySettings,
 ) -> None:
     """One Snakemake job of experiment ``name``: a task per seed, then its results file(s) (``outs``: kind
-    -> path; the rubbish job writes ``rubbish`` and ``rubbish_classes``)."""
+    -> path; the rubbish job writes ``rubbish`` and ``rubbish_classes``). ``data_path``: the prepared
+    dataset, or ``None`` for the rubbish job (noise inputs need no data)."""
     fn, keys = TASKS[name]
-    data = subset_data(data_path, job.get("subset", {}))
+    data = subset_data(data_path, job.get("subset", {})) if data_path is not None else {}
     shared: dict = {
         "data": data,
         "dataset": job["dataset"],
@@ -157,6 +166,6 @@ def run_experiment(
     }
     per_task = [{"seed": s, "runs": trained_runs(job, i)} for i, s in enumerate(seeds)]
     outputs = run_tasks(fn, shared, per_task, settings)
-    wildcards = {"dataset": job["dataset"], "runs": ",".join(job["runs"])}
+    wildcards = {"dataset": str(job["dataset"]), "runs": ",".join(job["runs"])}
     for field, (kind, out) in zip(("rows", "classes"), outs.items(), strict=False):
         write_outputs(outputs, kind, out, name, wildcards, settings, field=field)

@@ -16,11 +16,13 @@ import torch
 
 from advbench import checkpoints, results
 from advbench.config import CONFIG_HASH_ENV, ModelSpec, RegimeSpec
-from advbench.data import load_splits, restrict_classes, to_float
+from advbench.data import load_splits, model_inputs, restrict_classes
 from advbench.dispatch import RaySettings, init_task, run_tasks, task_device
 from advbench.evaluation import fgsm_scores
 from advbench.models import build
 from advbench.training import Tensors, task_seed, train_model
+
+TRAIN_KEYS = ("x_train", "y_train", "x_val", "y_val")
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,14 @@ class AttackSettings:
     label_source: str = "true"
 
 
-def _tensor(a: np.ndarray, device: str, images: bool) -> torch.Tensor:
+def _images(x: np.ndarray, data: dict, device: str) -> torch.Tensor:
+    """Images as the models see them (:func:`advbench.data.model_inputs`), in a fresh tensor."""
+    return torch.from_numpy(np.array(model_inputs(x, data), dtype=np.float32)).to(device)
+
+
+def _labels(y: np.ndarray, device: str) -> torch.Tensor:
     """Object-store arrays are read-only: copy into a fresh tensor."""
-    return torch.from_numpy(to_float(a) if images else np.array(a, dtype=np.int64)).to(device)
+    return torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
 
 
 def _node_id() -> str:
@@ -56,10 +63,11 @@ def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
     """The model's classes (all, or its ``classes`` subset), the first ``train.n_train`` training examples."""
     data = restrict_classes(data, spec.classes)
     n = spec.train.n_train
-    parts = {"x_train": data["x_train"][:n], "y_train": data["y_train"][:n]}
-    parts |= {k: data[k] for k in ("x_val", "y_val")}
     return Tensors(
-        *(_tensor(parts[k], device, k.startswith("x")) for k in ("x_train", "y_train", "x_val", "y_val"))
+        _images(data["x_train"][:n], data, device),
+        _labels(data["y_train"][:n], device),
+        _images(data["x_val"], data, device),
+        _labels(data["y_val"], device),
     )
 
 
@@ -94,8 +102,8 @@ def train_task(
 
 def test_tensors(data: dict, spec: ModelSpec, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split, restricted to the model's classes."""
-    data = restrict_classes({"x_test": data["x_test"], "y_test": data["y_test"]}, spec.classes)
-    return _tensor(data["x_test"], device, True), _tensor(data["y_test"], device, False)
+    data = restrict_classes({k: v for k, v in data.items() if k not in TRAIN_KEYS}, spec.classes)
+    return _images(data["x_test"], data, device), _labels(data["y_test"], device)
 
 
 def load_model(trained: Trained, device: str) -> torch.nn.Module:

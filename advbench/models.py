@@ -1,28 +1,37 @@
 """Model registry: the paper's shallow softmax and logistic regressions, its maxout MLP (pylearn2
-``mnist_pi.yaml``), the shallow RBF network of §7, and ensembles of trained models.
+``mnist_pi.yaml``), the shallow RBF network of §7, the conv maxout net of §4 (pylearn2
+``cifar10_no_aug.yaml``), torchvision's GoogLeNet (Fig. 1's idea), and ensembles of trained models.
 
-Inputs are flat pixels in [0, 1]. Every model returns logits; dropout follows pylearn2's convention of an
-explicit keep probability and a scale for kept units (input: keep .8, scale 1 = no rescaling; hidden: keep .5,
-scale 2), active only in training mode. A model's ``head`` attribute says how its outputs become probabilities
-(:mod:`advbench.heads`).
+Inputs are flat vectors of the model's dataset (:mod:`advbench.data`: pixels in [0, 1], or CIFAR-10's
+whitened space); image models reshape them to (channels, height, width) inside. Every model returns logits;
+dropout follows pylearn2's convention of an explicit keep probability and a scale for kept units (input: keep
+.8, scale 1 = no rescaling; hidden: keep .5, scale 2), active only in training mode. A model's ``head``
+attribute says how its outputs become probabilities (:mod:`advbench.heads`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from advbench.config import ModelSpec
+from advbench.data import dataset_info
 
-N_INPUTS, N_CLASSES = 784, 10
+N_CLASSES = 10
 
 
 def n_outputs(spec: ModelSpec) -> int:
     """Ten classes, or as many as the model's ``classes`` subset names."""
     return len(spec.classes) if spec.classes else N_CLASSES
+
+
+def n_inputs(spec: ModelSpec) -> int:
+    """Length of the flat input vector of the model's dataset (MNIST 784, CIFAR-10 3072)."""
+    return dataset_info(spec.dataset).n_inputs
 
 
 class ScaledDropout(nn.Module):
@@ -58,7 +67,7 @@ class MaxoutMLP(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        n_in = N_INPUTS
+        n_in = n_inputs(spec)
         for i in range(spec.hidden_layers):
             keep, scale = (
                 (spec.input_keep, spec.input_scale) if i == 0 else (spec.hidden_keep, spec.hidden_scale)
@@ -70,7 +79,7 @@ class MaxoutMLP(nn.Module):
         self.head = spec.output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x.flatten(1))
 
 
 class SoftmaxRegression(nn.Module):
@@ -78,7 +87,7 @@ class SoftmaxRegression(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        self.linear = nn.Linear(N_INPUTS, n_outputs(spec))
+        self.linear = nn.Linear(n_inputs(spec), n_outputs(spec))
         self.head = spec.output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +105,7 @@ class LogisticRegression(nn.Module):
         super().__init__()
         if n_outputs(spec) != 2:
             raise ValueError(f"model {spec.name!r}: arch 'logistic' needs exactly two classes")
-        self.linear = nn.Linear(N_INPUTS, 1)
+        self.linear = nn.Linear(n_inputs(spec), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x)
@@ -114,7 +123,7 @@ class RBFNetwork(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        shape = (n_outputs(spec), N_INPUTS)
+        shape = (n_outputs(spec), n_inputs(spec))
         self.mu = nn.Parameter(torch.full(shape, spec.rbf_mu_init))
         rho = math.log(math.expm1(spec.rbf_beta_init))  # inverse softplus
         self.rho = nn.Parameter(torch.full(shape, rho))
@@ -124,6 +133,81 @@ class RBFNetwork(nn.Module):
         # sum_j beta_ij (x_j - mu_ij)^2, expanded into matrix products
         dist = (x * x) @ beta.T - 2 * x @ (beta * self.mu).T + (beta * self.mu**2).sum(dim=1)
         return -dist.clamp_min(0.0)
+
+
+class MaxoutConv(nn.Module):
+    """pylearn2 ``MaxoutConvC01B``: a convolution of ``channels * pieces`` maps, the max over each channel's
+    pieces, then max pooling (cuda-convnet's output size, i.e. ``ceil_mode``)."""
+
+    def __init__(self, n_in: int, channels: int, pieces: int, kernel: int, pad: int, pool: int, stride: int):
+        super().__init__()
+        self.channels, self.pieces = channels, pieces
+        self.conv = nn.Conv2d(n_in, channels * pieces, kernel, padding=pad)
+        self.pool = nn.MaxPool2d(pool, stride, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(x)
+        z = z.view(z.shape[0], self.channels, self.pieces, *z.shape[2:]).amax(dim=2)
+        return self.pool(z)
+
+
+class ConvMaxout(nn.Module):
+    """The conv maxout net of §4: conv-maxout layers (``channels``, ``kernels``, ``pads``, ``pools``,
+    ``pool_strides``; ``conv_pieces`` each), a maxout layer (``units`` x ``pieces``), softmax; dropout before
+    every layer as in the maxout MLP."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.shape = dataset_info(spec.dataset).shape
+        layers: list[nn.Module] = []
+        n_in = self.shape[0]
+        conv = zip(spec.channels, spec.kernels, spec.pads, spec.pools, spec.pool_strides, strict=True)
+        for i, (channels, kernel, pad, pool, stride) in enumerate(conv):
+            keep, scale = (
+                (spec.input_keep, spec.input_scale) if i == 0 else (spec.hidden_keep, spec.hidden_scale)
+            )
+            layers += [
+                ScaledDropout(keep, scale),
+                MaxoutConv(n_in, channels, spec.conv_pieces, kernel, pad, pool, stride),
+            ]
+            n_in = channels
+        self.features = nn.Sequential(*layers)
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, *self.shape)).numel()
+        self.classifier = nn.Sequential(
+            ScaledDropout(spec.hidden_keep, spec.hidden_scale),
+            Maxout(n_flat, spec.units, spec.pieces),
+            ScaledDropout(spec.hidden_keep, spec.hidden_scale),
+            nn.Linear(spec.units, n_outputs(spec)),
+        )
+        self.head = spec.output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x.view(-1, *self.shape)).flatten(1))
+
+
+class GoogLeNet(nn.Module):
+    """torchvision's GoogLeNet (no pretrained weights, no auxiliary heads), trained from scratch. The flat
+    input is reshaped to its image, grey images repeat to 3 channels and the image is resized bilinearly to
+    ``resize`` pixels inside the model, so the attack's eps stays in the dataset's input space."""
+
+    pylearn2_init = False  # keep torchvision's initialization
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        from torchvision.models import googlenet
+
+        self.shape, self.resize = dataset_info(spec.dataset).shape, spec.resize
+        self.net = googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=n_outputs(spec))
+        self.head = spec.output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, *self.shape)
+        if self.shape[0] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-1] != self.resize or x.shape[-2] != self.resize:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+        return self.net(x)
 
 
 class Ensemble(nn.Module):
@@ -144,6 +228,8 @@ REGISTRY: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "logistic": LogisticRegression,
     "maxout": MaxoutMLP,
     "rbf": RBFNetwork,
+    "conv_maxout": ConvMaxout,
+    "googlenet": GoogLeNet,
 }
 
 
@@ -154,8 +240,10 @@ def build(spec: ModelSpec, generator: torch.Generator | None = None) -> nn.Modul
             f"model {spec.name!r}: unknown arch {spec.arch!r}; expected one of {sorted(REGISTRY)}"
         )
     model = REGISTRY[spec.arch](spec)
+    if not getattr(model, "pylearn2_init", True):
+        return model
     with torch.no_grad():
-        for layer in linear_layers(model):
+        for layer in linear_layers(model) + conv_layers(model):
             layer.weight.uniform_(-spec.init_range, spec.init_range, generator=generator)
             layer.bias.zero_()
     return model
@@ -163,6 +251,27 @@ def build(spec: ModelSpec, generator: torch.Generator | None = None) -> nn.Modul
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def lr_scales(model: nn.Module, spec: ModelSpec) -> list[float]:
+    """Per parameter (in ``model.parameters()`` order): ``conv_lr_scale`` for convolutions (pylearn2
+    ``W_lr_scale`` / ``b_lr_scale``), 1 elsewhere."""
+    conv = {id(p) for layer in conv_layers(model) for p in layer.parameters()}
+    return [spec.conv_lr_scale if id(p) in conv else 1.0 for p in model.parameters()]
+
+
+@torch.no_grad()
+def apply_max_kernel_norm(model: nn.Module, caps: Sequence[float] | None) -> None:
+    """Cap the L2 norm of every convolution filter, one cap per conv layer (pylearn2 ``max_kernel_norm``)."""
+    if caps is None:
+        return
+    for layer, cap in zip(conv_layers(model), caps, strict=True):
+        norms = layer.weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        layer.weight.mul_(torch.clamp(cap / norms.clamp_min(1e-12), max=1.0))
 
 
 @torch.no_grad()

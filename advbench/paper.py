@@ -109,7 +109,8 @@ def note(figure: Figure) -> str:
 def comparison(tables: dict[str, pd.DataFrame], figures: list[Figure] | None = None) -> pd.DataFrame:
     """One row per figure: paper value, our mean and sd over seeds, the number of seeds, the verdict.
 
-    Qualitative rows (``figure``) point to the figure that shows the result and report no mean.
+    Rows with a ``figure`` point to the figure that shows the result; they report a mean only when their
+    selection is one number per seed (F26's confidences: yes; F18's logit traces: no).
     """
     figures = figures or load_figures()
     values = {f.key: per_seed(f, tables) for f in figures}
@@ -118,7 +119,7 @@ def comparison(tables: dict[str, pd.DataFrame], figures: list[Figure] | None = N
     for f in figures:
         v = values[f.key]
         seeds = v.index.unique()
-        quantitative = f.figure is None
+        quantitative = f.figure is None or (len(v) > 0 and v.index.is_unique)
         rows.append(
             {
                 "id": f.id,

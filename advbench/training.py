@@ -22,7 +22,7 @@ from advbench.attacks import fgsm
 from advbench.config import ModelSpec, RegimeSpec, TrainSpec
 from advbench.evaluation import fgsm_scores
 from advbench.heads import train_loss
-from advbench.models import apply_max_col_norm, build, linear_layers
+from advbench.models import apply_max_col_norm, apply_max_kernel_norm, build, linear_layers, lr_scales
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,15 @@ def momentum_at(epoch: int, t: TrainSpec) -> float:
 def lr_at(step: int, t: TrainSpec, lr: float | None = None) -> float:
     """pylearn2 ``ExponentialDecay``: ``lr / decay**step``, floored at ``lr_min``."""
     return max((t.lr if lr is None else lr) / t.lr_decay**step, t.lr_min)
+
+
+def epoch_lr(epoch: int, t: TrainSpec) -> float:
+    """pylearn2 ``LinearDecayOverEpoch`` (CIFAR-10): lr falls linearly from ``lr`` at epoch 1 to
+    ``lr * lr_linear_factor`` at ``lr_linear_saturate_epoch``; without that knob, ``lr`` throughout."""
+    if t.lr_linear_saturate_epoch is None:
+        return t.lr
+    frac = min(max((epoch - 1) / max(t.lr_linear_saturate_epoch - 1, 1), 0.0), 1.0)
+    return t.lr * (1 - frac * (1 - t.lr_linear_factor))
 
 
 def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
@@ -109,9 +118,17 @@ def add_l1_first_layer(model: nn.Module, coef: float) -> float:
 
 
 @torch.no_grad()
-def sgd_step(params: list[torch.Tensor], velocity: list[torch.Tensor], lr: float, momentum: float) -> None:
-    """pylearn2 momentum: ``v = mu*v - lr*g; w += v``."""
+def sgd_step(
+    params: list[torch.Tensor],
+    velocity: list[torch.Tensor],
+    lr: float,
+    momentum: float,
+    scales: list[float] | None = None,
+) -> None:
+    """pylearn2 momentum: ``v = mu*v - lr*scale*g; w += v`` (``scales``: per-parameter lr scales)."""
     grads = [p.grad for p in params]
+    if scales is not None and any(s != 1.0 for s in scales):
+        grads = torch._foreach_mul(grads, scales)
     torch._foreach_mul_(velocity, momentum)
     torch._foreach_add_(velocity, grads, alpha=-lr)
     torch._foreach_add_(params, velocity)
@@ -132,15 +149,22 @@ def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, fl
 
 @dataclass
 class Sgd:
-    """The optimizer state of one run: parameters, their velocities and the minibatch counter."""
+    """The optimizer state of one run: parameters, their velocities, lr scales, the minibatch counter."""
 
     model: nn.Module
-    max_col_norm: float | None
+    spec: ModelSpec
     velocity: list[torch.Tensor] = field(init=False)
+    scales: list[float] = field(init=False)
     step: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]
+        self.scales = lr_scales(self.model, self.spec)
+
+    def constrain(self) -> None:
+        """pylearn2's norm constraints after every step: max column norm and max kernel norm."""
+        apply_max_col_norm(self.model, self.spec.max_col_norm)
+        apply_max_kernel_norm(self.model, self.spec.max_kernel_norm)
 
     def epoch(
         self,
@@ -165,8 +189,8 @@ class Sgd:
             if regime.l1_first_layer:
                 losses[idx] += add_l1_first_layer(self.model, regime.l1_first_layer)
             lr = lr_at(self.step, t, lr0)
-            sgd_step(params, self.velocity, lr, momentum)
-            apply_max_col_norm(self.model, self.max_col_norm)
+            sgd_step(params, self.velocity, lr, momentum, self.scales)
+            self.constrain()
             self.step += 1
         return losses, lr
 
@@ -206,7 +230,7 @@ def train_model(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build(spec, gen).to(data.x_train.device)
-    sgd = Sgd(model, spec.max_col_norm)
+    sgd = Sgd(model, spec)
     best: tuple[float, dict | None, int, float] = (
         float("inf"),
         None,
@@ -216,7 +240,7 @@ def train_model(
     curves = []
     for epoch in range(1, t.max_epochs + 1):
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
-        losses, lr = sgd.epoch(data.x_train, data.y_train, regime, t, t.lr, momentum, gen)
+        losses, lr = sgd.epoch(data.x_train, data.y_train, regime, t, epoch_lr(epoch, t), momentum, gen)
         train_loss = float(losses.mean())
         _check_finite(train_loss, spec, regime, epoch)
         metrics = epoch_metrics(model, data, t)
@@ -256,7 +280,7 @@ def retrain_on_all(
     falls to ``target`` (stage 1's training objective at its best epoch), at most ``retrain_max_epochs``."""
     t = spec.train
     x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
-    sgd, n_train, curves = Sgd(model, spec.max_col_norm), len(data.x_train), []
+    sgd, n_train, curves = Sgd(model, spec), len(data.x_train), []
     for epoch in range(epochs_done + 1, epochs_done + t.retrain_max_epochs + 1):
         start = time.perf_counter()
         losses, lr = sgd.epoch(x_all, y_all, regime, t, t.retrain_lr, t.retrain_momentum, gen)

@@ -54,3 +54,18 @@ def test_a_metric_that_ran_but_is_undefined_is_not_called_not_run():
     attack = _attack({("naive", 0): float("nan"), ("naive", 1): float("nan")})
     row = comparison({"attack": attack}, figs).iloc[0]
     assert row["verdict"] == "undefined" and row["n_seeds"] == 2
+
+
+def test_figure_rows_report_one_value_per_seed():
+    sel = {"table": "attack", "model": "m", "eps": 0.25, "clipped": False, "column": "error"}
+    figs = [
+        Figure("one", "X", "exp", "error", select={**sel, "regime": "naive"}, figure="fgsm_vs_eps"),
+        Figure("many", "X", "exp", "error", select={"table": "attack", "column": "error"}, figure="f"),
+    ]
+    attack = _attack({("naive", 0): 0.9, ("naive", 1): 0.8, ("adv", 0): 0.1, ("adv", 1): 0.2})
+    table = comparison({"attack": attack}, figs).set_index(pd.Index(["one", "many"]))
+    assert (
+        abs(table.loc["one", "reproduced_mean"] - 0.85) < 1e-12
+        and table.loc["one", "verdict"] == "shown in figure"
+    )
+    assert pd.isna(table.loc["many", "reproduced_mean"]) and table.loc["many", "verdict"] == "shown in figure"

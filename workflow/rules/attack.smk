@@ -18,7 +18,9 @@ rule attack:
     params:
         model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=lambda w: attack_job_json(run_attack(config, run_id(w.model, w.regime))),
+        job=lambda w: attack_job_json(
+            w.dataset, run_attack(config, run_id(w.model, w.regime))
+        ),
         seeds=SEED_ARGS,
     shell:
         "advbench attack --data {input.data} --job {params.job:q}"

@@ -11,12 +11,14 @@ from advbench.config import (
     export_to_jobs,
     regime_spec,
     run_attack,
+    run_dataset,
     run_entries,
     run_id,
     run_model_spec,
     spec_to_json,
     split_run_id,
 )
+from advbench.data import dataset_info
 from advbench.dispatch import claim_workdir, start_shared_head, stop_shared_head
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -26,6 +28,7 @@ except ConfigError as err:
     raise ValueError(f"config error: {err}") from None
 export_to_jobs(config)
 
+# the dataset of models that name none; a run's own dataset is dataset_of(run)
 DATASET = config["dataset"]
 SEEDS = config["seeds"]
 RUN_ENTRIES = run_entries(config)
@@ -33,9 +36,8 @@ RUNS = [r for r, e in RUN_ENTRIES.items() if e.get("members", 1) == 1]
 MEMBER_RUNS = {
     r: e["members"] for r, e in RUN_ENTRIES.items() if e.get("members", 1) > 1
 }
-N_MEMBERS = max(
-    MEMBER_RUNS.values(), default=1
-)  # check_experiment allows one ensemble run
+# check_experiment allows one ensemble run
+N_MEMBERS = max(MEMBER_RUNS.values(), default=1)
 PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
 
@@ -53,6 +55,20 @@ wildcard_constraints:
 
 def data_path(dataset):
     return f"resources/data/{dataset}.npz"
+
+
+def prepare_options(dataset):
+    """Command-line options of the dataset's own preparation (CIFAR-10: --zca-fit-n)."""
+    options = dataset_info(dataset).prepare_options
+    return " ".join(
+        f"--{key.replace('_', '-')}={config['data'][key]}"
+        for key in options
+        if config["data"][key] is not None
+    )
+
+
+def dataset_of(run):
+    return run_dataset(config, run)
 
 
 def checkpoint_paths(dataset, model, regime):
@@ -87,14 +103,14 @@ def regime_json(regime):
     return spec_to_json(regime_spec(regime, config["regimes"][regime]))
 
 
-def train_job_json():
+def train_job_json(dataset):
     """What a training job depends on besides its specs (attack settings excluded: no retraining)."""
-    return json.dumps({"dataset": DATASET, "subset": SUBSET}, sort_keys=True)
+    return json.dumps({"dataset": dataset, "subset": SUBSET}, sort_keys=True)
 
 
-def attack_job_json(attack):
+def attack_job_json(dataset, attack):
     return json.dumps(
-        {"dataset": DATASET, "subset": SUBSET, "attack": attack}, sort_keys=True
+        {"dataset": dataset, "subset": SUBSET, "attack": attack}, sort_keys=True
     )
 
 
@@ -107,60 +123,65 @@ def run_json(run, per_seed):
     }
 
 
-def experiment_job_json(name, runs, **settings):
+def experiment_job_json(name, dataset, runs, **settings):
     """The job of an experiment rule: its runs' specs and checkpoints, and its settings."""
-    job = {"dataset": DATASET, "subset": SUBSET, "runs": runs, **settings}
+    job = {"dataset": dataset, "subset": SUBSET, "runs": runs, **settings}
     job["batch_size"] = config["attack"]["batch_size"]
     return json.dumps(job, sort_keys=True)
 
 
 def seed_runs(runs):
-    return {r: run_json(r, run_checkpoints(DATASET, r)) for r in runs}
+    return {r: run_json(r, run_checkpoints(dataset_of(r), r)) for r in runs}
 
 
 def ensemble_runs():
     run = config["ensemble"]["run"]
-    paths = member_paths(DATASET, *split_run_id(run))
+    paths = member_paths(dataset_of(run), *split_run_id(run))
     k = N_MEMBERS
     return {run: run_json(run, [paths[i : i + k] for i in range(0, len(paths), k)])}
 
 
 def experiment_inputs(runs):
-    return [c for r in runs for c in run_checkpoints(DATASET, r)]
+    return [c for r in runs for c in run_checkpoints(dataset_of(r), r)]
 
 
 def experiment_outputs():
-    """The results files of the optional experiments that the config switches on."""
-    root = f"results/metrics/{{}}/dataset={DATASET}"
+    """The results files of the optional experiments that the config switches on (rubbish: one job for
+    runs of any dataset, since noise inputs need no data)."""
     out = []
     if config["agreement"]:
+        source = config["agreement"]["source"]
         out.append(
-            f"{root.format('agreement')}/source={config['agreement']['source']}/agreement.parquet"
+            f"results/metrics/agreement/dataset={dataset_of(source)}/source={source}/agreement.parquet"
         )
     if config["sweep"]:
-        out.append(f"{root.format('sweep')}/run={config['sweep']['run']}/sweep.parquet")
-    if config["ensemble"]:
+        run = config["sweep"]["run"]
         out.append(
-            f"{root.format('ensemble')}/run={config['ensemble']['run']}/ensemble.parquet"
+            f"results/metrics/sweep/dataset={dataset_of(run)}/run={run}/sweep.parquet"
+        )
+    if config["ensemble"]:
+        run = config["ensemble"]["run"]
+        out.append(
+            f"results/metrics/ensemble/dataset={dataset_of(run)}/run={run}/ensemble.parquet"
         )
     if config["rubbish"]:
         out += [
-            f"{root.format('rubbish')}/rubbish.parquet",
-            f"{root.format('rubbish')}/rubbish_classes.parquet",
+            "results/metrics/rubbish/rubbish.parquet",
+            "results/metrics/rubbish/rubbish_classes.parquet",
         ]
     return out
 
 
 def attack_outputs():
     return [
-        f"results/metrics/attack/dataset={DATASET}/model={m}/regime={r}/fgsm.parquet"
-        for m, r in map(split_run_id, RUNS)
+        f"results/metrics/attack/dataset={dataset_of(run)}/model={m}/regime={r}/fgsm.parquet"
+        for run, (m, r) in zip(RUNS, map(split_run_id, RUNS))
     ]
 
 
 def transfer_outputs():
     return [
-        f"results/metrics/transfer/dataset={DATASET}/source={s}/target={t}/fgsm.parquet"
+        f"results/metrics/transfer/dataset={dataset_of(s)}/source={s}/target={t}/fgsm.parquet"
         for s, t in PAIRS
     ]
 
@@ -201,12 +222,12 @@ onerror:
 
 def curves_outputs():
     single = [
-        f"results/metrics/curves/dataset={DATASET}/model={m}/regime={r}/curves.parquet"
-        for m, r in map(split_run_id, RUNS)
+        f"results/metrics/curves/dataset={dataset_of(run)}/model={m}/regime={r}/curves.parquet"
+        for run, (m, r) in zip(RUNS, map(split_run_id, RUNS))
     ]
     members = [
-        f"results/metrics/curves/dataset={DATASET}/model={m}/regime={r}/members.parquet"
-        for m, r in map(split_run_id, MEMBER_RUNS)
+        f"results/metrics/curves/dataset={dataset_of(run)}/model={m}/regime={r}/members.parquet"
+        for run, (m, r) in zip(MEMBER_RUNS, map(split_run_id, MEMBER_RUNS))
     ]
     return single + members
 

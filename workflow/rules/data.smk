@@ -8,5 +8,7 @@ rule prepare_data:
     params:
         source=config["data"]["source"],
         data_dir=lambda w: config["data"]["dir"] or "",
+        options=lambda w: prepare_options(w.dataset),
     shell:
-        "advbench prepare --out {output} --source {params.source} --data-dir={params.data_dir:q} > {log} 2>&1"
+        "advbench prepare --dataset {wildcards.dataset} --out {output} --source {params.source}"
+        " --data-dir={params.data_dir:q} {params.options} > {log} 2>&1"

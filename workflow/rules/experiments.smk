@@ -1,6 +1,6 @@
 rule agreement:
     input:
-        data=data_path(DATASET),
+        data=lambda w: data_path(w.dataset),
         checkpoints=lambda w: experiment_inputs(
             [config["agreement"]["source"], *config["agreement"]["observers"]]
         ),
@@ -20,6 +20,7 @@ rule agreement:
     params:
         job=lambda w: experiment_job_json(
             "agreement",
+            w.dataset,
             seed_runs([w.source, *config["agreement"]["observers"]]),
             source=w.source,
             eps=config["agreement"]["eps"],
@@ -32,7 +33,7 @@ rule agreement:
 
 rule sweep:
     input:
-        data=data_path(DATASET),
+        data=lambda w: data_path(w.dataset),
         checkpoints=lambda w: experiment_inputs([w.run]),
     output:
         "results/metrics/sweep/dataset={dataset}/run={run}/sweep.parquet",
@@ -48,6 +49,7 @@ rule sweep:
     params:
         job=lambda w: experiment_job_json(
             "sweep",
+            w.dataset,
             seed_runs([w.run]),
             **{k: config["sweep"][k] for k in ("label", "eps_max", "steps")},
         ),
@@ -59,8 +61,8 @@ rule sweep:
 
 rule ensemble:
     input:
-        data=data_path(DATASET),
-        checkpoints=lambda w: member_paths(DATASET, *split_run_id(w.run)),
+        data=lambda w: data_path(w.dataset),
+        checkpoints=lambda w: member_paths(w.dataset, *split_run_id(w.run)),
     output:
         "results/metrics/ensemble/dataset={dataset}/run={run}/ensemble.parquet",
     log:
@@ -76,7 +78,7 @@ rule ensemble:
         runtime=30,
     params:
         job=lambda w: experiment_job_json(
-            "ensemble", ensemble_runs(), eps=config["ensemble"]["eps"]
+            "ensemble", w.dataset, ensemble_runs(), eps=config["ensemble"]["eps"]
         ),
         seeds=SEED_ARGS,
     shell:
@@ -86,15 +88,14 @@ rule ensemble:
 
 rule rubbish:
     input:
-        data=data_path(DATASET),
         checkpoints=lambda w: experiment_inputs(config["rubbish"]["runs"]),
     output:
-        summary="results/metrics/rubbish/dataset={dataset}/rubbish.parquet",
-        classes="results/metrics/rubbish/dataset={dataset}/rubbish_classes.parquet",
+        summary="results/metrics/rubbish/rubbish.parquet",
+        classes="results/metrics/rubbish/rubbish_classes.parquet",
     log:
-        "logs/rubbish/{dataset}.log",
+        "logs/rubbish/rubbish.log",
     benchmark:
-        "benchmarks/rubbish/{dataset}.tsv"
+        "benchmarks/rubbish/rubbish.tsv"
     conda:
         "../envs/advbench.yaml"
     threads: RAY_THREADS
@@ -105,11 +106,11 @@ rule rubbish:
     params:
         job=lambda w: experiment_job_json(
             "rubbish",
+            None,
             seed_runs(config["rubbish"]["runs"]),
-            n=config["rubbish"]["n"],
-            threshold=config["rubbish"]["threshold"],
+            **{k: config["rubbish"][k] for k in ("n", "n_by_dataset", "threshold")},
         ),
         seeds=SEED_ARGS,
     shell:
-        "advbench experiment rubbish --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+        "advbench experiment rubbish --job {params.job:q} --seeds {params.seeds}"
         " --out rubbish={output.summary} rubbish_classes={output.classes} --threads {threads} > {log} 2>&1"

@@ -21,7 +21,7 @@ rule train:
     params:
         model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=train_job_json(),
+        job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
     shell:
         "advbench train --data {input.data} --job {params.job:q}"
@@ -53,7 +53,7 @@ rule train_members:
     params:
         model=lambda w: model_json(w.model, w.regime),
         regime=lambda w: regime_json(w.regime),
-        job=train_job_json(),
+        job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
         members=N_MEMBERS,
     shell:

@@ -21,7 +21,9 @@ rule transfer:
         source_regime=lambda w: regime_json(split_run_id(w.source)[1]),
         target_model=lambda w: model_json(*split_run_id(w.target)),
         target_regime=lambda w: regime_json(split_run_id(w.target)[1]),
-        job=attack_job_json({**config["attack"], "eps": config["transfer"]["eps"]}),
+        job=lambda w: attack_job_json(
+            w.dataset, {**config["attack"], "eps": config["transfer"]["eps"]}
+        ),
         seeds=SEED_ARGS,
     shell:
         "advbench transfer --data {input.data} --job {params.job:q} --seeds {params.seeds}"
