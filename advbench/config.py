@@ -192,7 +192,13 @@ def check_experiment(config: dict[str, Any]) -> None:
     for key in ("weights", "examples"):
         for i, run in enumerate(report.get(key, [])):
             _check_ref(run, single, f"report.{key}[{i}]")
-    _check_same_dataset(config, report.get("weights", []) + report.get("examples", []), "report")
+    for key in ("weights", "examples"):
+        for i, run in enumerate(report.get(key, [])):
+            if run_dataset(config, run) != config["dataset"]:
+                raise ConfigError(
+                    f"report.{key}[{i}]: {run!r} is a {run_dataset(config, run)} run; the image figures show "
+                    f"runs of the workflow's dataset {config['dataset']!r}"
+                )
     _check_evaluations(config, runs, single)
 
 

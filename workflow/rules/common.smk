@@ -204,7 +204,9 @@ def shared_ray():
 
 
 onstart:
-    if workflow.local_exec:  # one live run per directory (the default profile turns Snakemake's lock off)
+    if (
+        workflow.local_exec
+    ):  # one live run per directory (the default profile turns Snakemake's lock off)
         claim_workdir()
     if shared_ray():
         start_shared_head(workflow.cores, config["ray"]["object_store_mb"])

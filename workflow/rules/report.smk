@@ -28,7 +28,7 @@ rule figures:
     input:
         results=all_results(),
         data=data_path(DATASET),
-        checkpoints=[run_checkpoints(DATASET, r)[0] for r in report_figure_runs()],
+        checkpoints=[run_checkpoints(dataset_of(r), r)[0] for r in report_figure_runs()],
     output:
         **figure_outputs(),
     log:

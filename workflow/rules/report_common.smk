@@ -40,6 +40,12 @@ def runs_text(runs):
     return ", ".join(runs)
 
 
+def rubbish_image_runs():
+    """The rubbish runs whose noise samples are drawn: those of the workflow's dataset (the image panels
+    show one dataset's inputs; every rubbish run is in the tables and the histogram)."""
+    return [r for r in config["rubbish"]["runs"] if dataset_of(r) == DATASET]
+
+
 def figure_entries():
     """name -> (category, runs shown) of every figure the config asks for."""
     rep = config["report"]
@@ -56,9 +62,11 @@ def figure_entries():
     if config["sweep"]:
         out["logits_vs_eps"] = (CAT["sweep"], config["sweep"]["run"])
     if config["rubbish"]:
-        runs = runs_text(config["rubbish"]["runs"])
-        out["rubbish_histogram"] = (CAT["rubbish"], runs)
-        out["rubbish_samples"] = (CAT["rubbish"], runs)
+        out["rubbish_histogram"] = (
+            CAT["rubbish"],
+            runs_text(config["rubbish"]["runs"]),
+        )
+        out["rubbish_samples"] = (CAT["rubbish"], runs_text(rubbish_image_runs()))
     return out
 
 
@@ -111,7 +119,7 @@ def figure_entry(run):
         "run": run,
         "model": json.loads(model_json(model, regime)),
         "regime": json.loads(regime_json(regime)),
-        "checkpoint": run_checkpoints(DATASET, run)[0],
+        "checkpoint": run_checkpoints(dataset_of(run), run)[0],
     }
 
 
@@ -119,7 +127,7 @@ def report_figure_runs():
     rep = config["report"]
     runs = rep["weights"] + rep["examples"] + LOGISTIC_RUNS[:1]
     if config["rubbish"]:
-        runs += config["rubbish"]["runs"]
+        runs += rubbish_image_runs()
     return list(dict.fromkeys(runs))
 
 
@@ -132,7 +140,7 @@ def report_figure_job():
     if LOGISTIC_RUNS:
         job["logistic"] = figure_entry(LOGISTIC_RUNS[0])
     if config["rubbish"]:
-        job["rubbish"] = [figure_entry(r) for r in config["rubbish"]["runs"]]
+        job["rubbish"] = [figure_entry(r) for r in rubbish_image_runs()]
         job |= {"rubbish_n": config["rubbish"]["n"], "rubbish_seed": SEEDS[0]}
         job["rubbish_threshold"] = config["rubbish"]["threshold"]
     return json.dumps(job, sort_keys=True)
