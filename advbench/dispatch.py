@@ -60,9 +60,34 @@ def remove_stale_temp_dirs(root: Path = Path("/tmp")) -> list[Path]:
     for path in root.glob(f"{TEMP_PREFIX}*-*"):
         owner = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
         if owner.isdigit() and not pid_alive(int(owner)):
+            kill_processes_using(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def kill_processes_using(directory: Path) -> list[int]:
+    """Kill the processes that still run from, or hold files in, a dead Ray's temp dir.
+
+    When its owner is killed, most of an embedded Ray goes with it, but its agents (``ray::DashboardAgent``,
+    ``ray::RuntimeEnvAgent``, which rename themselves) can outlive it and keep the dashboard agent's fixed
+    port, so the next embedded Ray fails to start. They log into the dir, which is how they are found.
+    """
+    import psutil
+
+    prefix, victims = str(directory), []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            uses = prefix in " ".join(proc.info["cmdline"] or []) or any(
+                f.path.startswith(prefix) for f in proc.open_files()
+            )
+            if uses and proc.pid != os.getpid():
+                proc.kill()
+                victims.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    psutil.wait_procs(victims, timeout=5)
+    return [proc.pid for proc in victims]
 
 
 def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) -> str:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,35 @@ def test_temp_dirs_of_dead_ray_owners_are_removed(tmp_path):
         (d / "session").mkdir(parents=True)
     assert remove_stale_temp_dirs(tmp_path) == [dead]
     assert live.exists() and foreign.exists() and not dead.exists()
+
+
+def test_orphans_of_a_dead_ray_are_killed_before_its_dir_goes(tmp_path):
+    """A process that logs into a dead owner's temp dir (as Ray's agents do after a kill -9) is killed;
+    one that logs elsewhere is not."""
+    import psutil
+
+    from advbench.dispatch import remove_stale_temp_dirs
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = tmp_path / f"advray-{child.pid}-x"
+    (dead / "logs").mkdir(parents=True)
+    hold = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(120)"
+    orphan = subprocess.Popen([sys.executable, "-c", hold, str(dead / "logs" / "agent.log")])
+    bystander = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "other.log")])
+    try:
+        for _ in range(100):  # until both have opened their files
+            if (dead / "logs" / "agent.log").exists() and (tmp_path / "other.log").exists():
+                break
+            time.sleep(0.05)
+        assert remove_stale_temp_dirs(tmp_path) == [dead]
+        orphan.wait(timeout=10)  # (killed and already reaped by the sweep: its status is gone)
+        assert not psutil.pid_exists(orphan.pid)
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
 
 
 def test_a_killed_writer_leaves_no_partial_file_and_the_next_writer_sweeps(tmp_path):
