@@ -121,8 +121,10 @@ def _metrics(run: Path, kind: str) -> pd.DataFrame:
 
 
 def test_experiment_results_cover_every_seed(smoke_run):
+    config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
     rubbish = _metrics(smoke_run, "rubbish")
-    assert len(rubbish) == 2 * 4 and (rubbish["n"] == 1000).all()  # seeds x models, 1000 noise inputs
+    assert len(rubbish) == 2 * len(config["rubbish"]["runs"])  # seeds x models
+    assert (rubbish["n"] == 1000).all() and set(rubbish["dataset"]) == {"mnist", "cifar10"}
     assert (rubbish.loc[rubbish["model"] == "rbf", "error"] == 0).all()  # F24: the RBF is never confident
     agreement = _metrics(smoke_run, "agreement")
     assert set(agreement["seed"]) == {0, 1} and (agreement["n_agree"] <= agreement["n"]).all()
