@@ -1,4 +1,4 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures``: the commands the workflow's rules call.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures|bench``: what the rules call.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json
@@ -121,6 +122,21 @@ def cmd_figures(args: argparse.Namespace) -> None:
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from advbench.bench import SECTIONS, BenchConfig, run_bench, write_outputs
+
+    sections = tuple(args.sections or SECTIONS)
+    cfg = BenchConfig.quick(sections) if args.quick else BenchConfig(sections=sections)
+    cfg = replace(cfg, threads=args.threads, reps=args.reps or cfg.reps)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = run_bench(cfg, args.data, args.workflow_dir, device)
+    write_outputs(rows, cfg, args.out_dir, device)
+    missed = [f"{r['section']}/{r['metric']}/{r['model']}" for r in rows if r["ok"] is False]
+    log.info("wrote %s; targets missed: %s", args.out_dir, ", ".join(missed) or "none")
+
+
 def _dispatch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
@@ -151,7 +167,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--regime", required=True, help="regime spec (JSON)")
     p.add_argument("--checkpoints", nargs="+", required=True, help="one .safetensors per seed")
     p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
-    p.add_argument("--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)")
+    p.add_argument(
+        "--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="agreement, sweep, ensemble or rubbish: one Ray task per seed")
@@ -177,7 +195,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("report", help="paper-vs-reproduced and per-experiment tables from the Parquet results")
+    p = sub.add_parser(
+        "report", help="paper-vs-reproduced and per-experiment tables from the Parquet results"
+    )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_report)
@@ -188,6 +208,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job", required=True, help="JSON: runs for weights and examples, eps values")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser(
+        "bench", help="speed against torchattacks, ART and the physical floors (needs the bench extra)"
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+    p.add_argument("--out-dir", type=Path, default=Path("results/bench"))
+    p.add_argument(
+        "--workflow-dir", type=Path, default=Path("."), help="a finished run's folder (log, benchmarks/)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes and 2 repetitions: checks the code, not speed"
+    )
+    p.add_argument("--sections", nargs="+", choices=["fgsm", "train", "memory", "ray", "workflow"])
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a Ray task's CPUs; default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_bench)
     return ap
 
 
