@@ -15,9 +15,10 @@ import logging
 import math
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
@@ -39,9 +40,9 @@ class BenchConfig:
     models: tuple[str, ...] = ("softmax", *MAXOUTS)
     batch_sizes: tuple[int, ...] = (128, 1024)
     fgsm_images: int = 4096
-    fgsm_images_large: int = 2048  # the 1600-unit maxout: 16x the work per image
+    fgsm_images_large: int = 1024  # the 1600-unit maxout: 16x the work per image
     train_examples: int = 5000
-    train_examples_large: int = 1000
+    train_examples_large: int = 800
     reps: int = 5
     warmup: int = 1
     threads: int = 1
@@ -159,7 +160,8 @@ def memory_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[d
 
 def default_task_seconds(rows: list[dict], cfg: BenchConfig, n_train: int = 50_000) -> float:
     """One default training task (the 240-unit maxout, clean, ``default_epochs`` over 50k examples),
-    scaled from the measured clean epoch; without the per-epoch monitoring, so a lower bound."""
+    scaled from the measured clean epoch; without the per-epoch monitoring, so a lower bound. NaN when the
+    ``train`` section has not run before."""
     for r in rows:
         if (r["section"], r["model"], r["metric"]) == ("train", "maxout240", "epoch_seconds_clean"):
             return r["value"] * n_train / cfg.train_examples * cfg.default_epochs
@@ -171,13 +173,12 @@ def ray_section(cfg: BenchConfig, data_path: Path, rows: list[dict]) -> list[dic
 
     n = cfg.train_examples
     data = load_splits(data_path, n, min(n, 2000), 0).as_dict()
-    spec = model_spec("maxout240")
-    spec = ModelSpec(**{**spec.__dict__, "train": TrainSpec(max_epochs=1, monitor_train=min(n, 1000))})
+    spec = replace(model_spec("maxout240"), train=TrainSpec(max_epochs=1, monitor_train=min(n, 1000)))
     log.info("Ray: per-task overhead and 2 workers over 1, on one-epoch tasks over %d examples", n)
     return ray_rows(data, spec, cfg.reps, default_task_seconds(rows, cfg))
 
 
-def _tensors(x, y, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(to_float(x)).to(device), torch.from_numpy(y).long().to(device)
 
 

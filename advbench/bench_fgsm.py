@@ -88,7 +88,7 @@ def fgsm_rows(
     n_classes = int(model(x[:1]).shape[1])
     attacks = peer_attacks(model, n_classes, batch_size, device)
     floor = batched(forward_backward(model), batch_size)
-    fns = {name: (lambda a=attack: a(x, y)) for name, attack in attacks.items()}
+    fns = {impl: (lambda a=attack: a(x, y)) for impl, attack in attacks.items()}
     times = time_interleaved(fns | {"floor": lambda: floor(x, y)}, reps, warmup, device)
     seconds = {k: median(v) for k, v in times.items()}
     keys = {"section": "fgsm", "model": name, "batch_size": batch_size}

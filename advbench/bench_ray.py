@@ -48,7 +48,7 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
             def via_ray(n: int = 1) -> None:
                 ray.get([task.remote(ref, checkpoint=f"{ckpt}.{i}", **kwargs) for i in range(n)])
 
-            cold = _timed(via_ray)  # the first task of a job: a fresh worker imports torch and advbench
+            cold = _timed(via_ray)  # once per worker and job: a fresh worker imports torch and advbench
             empty = ray.remote(noop)
             noop_s = median([_timed(lambda: ray.get(empty.remote())) for _ in range(max(reps, 20))])
             pairs = [
