@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("torchattacks")
 pytest.importorskip("art")
 
-from advbench.bench import SCHEMA, TARGETS, model_spec  # noqa: E402
+from advbench.bench import SCHEMA, TARGETS, BenchConfig, model_spec, run_bench  # noqa: E402
 from advbench.bench_timing import peak_memory_mib  # noqa: E402
 from advbench.bench_train import adversarial_floor  # noqa: E402
 from advbench.bench_workflow import WorkflowRunError, workflow_rows  # noqa: E402
@@ -58,7 +58,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
-    assert len(ratios) >= 10 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    assert len(ratios) == 9 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["metric", "value", "target", "ok"]
     assert len(summary) == rows["target"].notna().sum() and summary["metric"].is_unique
@@ -90,7 +90,9 @@ def test_workflow_rows_read_log_and_benchmarks(tmp_path):
     assert rows["rule_attack_job_seconds"]["unit"] == "s (1 jobs)"
 
 
-def test_unfinished_run_is_refused(tmp_path):
+def test_unfinished_run_is_refused(tmp_path, prepared):
     fake_run(tmp_path, LOG.replace("Elapsed time: 0:14:03.500000\n", ""))
     with pytest.raises(WorkflowRunError, match="finished run of rule 'all'"):
         workflow_rows(tmp_path)
+    (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
+    assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
