@@ -4,8 +4,8 @@ Sections (each a module): FGSM throughput against torchattacks and ART and the f
 (:mod:`advbench.bench_fgsm`), adversarial ÷ clean training epoch beside its floor and peak memory
 (:mod:`advbench.bench_train`), Ray overhead (:mod:`advbench.bench_ray`) and a finished workflow run's wall
 time (:mod:`advbench.bench_workflow`). Every timing is the median of ``reps`` repetitions after warm-up.
-Writes ``bench.parquet`` (every measurement), ``bench.md`` (the table) and ``summary.csv`` (one row per
-target: ``metric,value,target,ok``).
+Writes ``bench.parquet`` (every measurement), ``bench.md`` (the table), ``summary.csv`` (one row per
+target: ``metric,value,target,ok``) and ``summary.md`` (those rows as a table).
 """
 
 from __future__ import annotations
@@ -250,7 +250,8 @@ def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:
 
 
 def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str) -> None:
-    """``bench.parquet``, ``bench.md`` and ``summary.csv`` (the rows with a target) under ``out_dir``."""
+    """``bench.parquet`` and ``bench.md`` (every row), ``summary.csv`` and ``summary.md`` (the rows with a
+    target, the latter for the README) under ``out_dir``."""
     import pyarrow.parquet as pq
 
     meta = results.provenance(
@@ -263,6 +264,8 @@ def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str
         pq.write_table(table, tmp)
     with results.atomic_path(out_dir / "bench.md") as tmp:
         tmp.write_text(markdown(rows, cfg, device))
+    with results.atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text(markdown([r for r in rows if r["target"] is not None], cfg, device))
     summary = pd.DataFrame([summary_row(r) for r in rows if r["target"] is not None])
     with results.atomic_path(out_dir / "summary.csv") as tmp:
         summary.reindex(columns=["metric", "value", "target", "ok"]).to_csv(tmp, index=False)

@@ -65,6 +65,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     assert "workflow/wall_seconds/config.yaml,843.5,<= 1200,True" in (out / "summary.csv").read_text()
     md = (out / "bench.md").read_text()
     assert md.startswith("Machine: ") and "| speedup_vs_art " in md
+    assert (out / "summary.md").read_text().count("| fgsm ") == len(summary) - 3  # train, ray, workflow
 
 
 def test_adversarial_floor_counts_multiply_adds():

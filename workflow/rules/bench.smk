@@ -10,6 +10,7 @@ rule bench:
         parquet="results/bench/bench.parquet",
         table="results/bench/bench.md",
         summary="results/bench/summary.csv",
+        summary_table="results/bench/summary.md",
     log:
         "logs/bench/bench.log",
     benchmark:
