@@ -16,6 +16,7 @@ include: "workflow/rules/attack.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

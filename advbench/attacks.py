@@ -41,7 +41,7 @@ def input_gradient(
 
     The default loss is the model head's ``-log p_y`` (cross-entropy for a softmax).
     """
-    x = x.detach().clone().requires_grad_(True)
+    x = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)  # a new leaf; no copy needed
     with torch.enable_grad():
         out = model(x)
         value = attack_loss(model, out, y, "sum") if loss is None else loss(out, y, reduction="sum")
@@ -63,22 +63,26 @@ def linf_pgd(
 ) -> torch.Tensor:
     """Maximize ``loss`` within the L-inf ball of radius ``eps`` around ``x`` by signed-gradient steps.
 
-    FGSM: ``steps=1, step_size=eps``; BIM: ``steps>1``; PGD: ``random_start=True`` as well.
+    FGSM: ``steps=1, step_size=eps``; BIM: ``steps>1``; PGD: ``random_start=True`` as well. A single step
+    of at most ``eps`` from ``x`` cannot leave the ball, so FGSM skips the projection (and is exactly
+    ``x + eps * sign(grad)``, as in torchattacks and ART).
     """
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
     step_size = eps if step_size is None else step_size
     x0 = x.detach()
-    x_adv = x0.clone()
+    x_adv = x0  # every step below makes a new tensor: x is never written to
     if random_start:
         x_adv = x_adv + torch.empty_like(x0).uniform_(-eps, eps, generator=generator)
+    project = random_start or steps > 1 or step_size > eps
     with attack_mode(model):
         for _ in range(steps):
             grad = input_gradient(model, x_adv, y, loss)
-            x_adv = x_adv + step_size * grad.sign()
-            x_adv = x0 + (x_adv - x0).clamp(-eps, eps)
+            x_adv = torch.add(x_adv, grad.sign_(), alpha=step_size)
+            if project:
+                x_adv = x0 + (x_adv - x0).clamp_(-eps, eps)
             if clip is not None:
-                x_adv = x_adv.clamp(*clip)
+                x_adv.clamp_(*clip)
     return x_adv.detach()
 
 

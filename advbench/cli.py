@@ -1,4 +1,5 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call) and ``chaos``.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call), ``chaos``
+and ``bench``.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -12,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from advbench.chaos import CHAOS_CONFIGS, KINDS
@@ -139,6 +141,21 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from advbench.bench import SECTIONS, BenchConfig, run_bench, write_outputs
+
+    sections = tuple(args.sections or SECTIONS)
+    cfg = BenchConfig.quick(sections) if args.quick else BenchConfig(sections=sections)
+    cfg = replace(cfg, threads=args.threads, reps=args.reps or cfg.reps)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = run_bench(cfg, args.data, args.workflow_dir, device)
+    write_outputs(rows, cfg, args.out_dir, device)
+    missed = [f"{r['section']}/{r['metric']}/{r['model']}" for r in rows if r["ok"] is False]
+    log.info("wrote %s; targets missed: %s", args.out_dir, ", ".join(missed) or "none")
+
+
 def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     p.add_argument("--data", type=Path, required=data_required, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
@@ -241,6 +258,23 @@ def parser() -> argparse.ArgumentParser:
         "--no-bad-inputs", dest="bad_inputs", action="store_false", help="skip the bad-input battery"
     )
     p.set_defaults(func=cmd_chaos)
+
+    p = sub.add_parser(
+        "bench", help="speed against torchattacks, ART and the physical floors (needs the bench extra)"
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+    p.add_argument("--out-dir", type=Path, default=Path("results/bench"))
+    p.add_argument(
+        "--workflow-dir", type=Path, default=Path("."), help="a finished run's folder (log, benchmarks/)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes and 2 repetitions: checks the code, not speed"
+    )
+    p.add_argument("--sections", nargs="+", choices=["fgsm", "train", "memory", "ray", "workflow"])
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a Ray task's CPUs; default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_bench)
     return ap
 
 

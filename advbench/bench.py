@@ -1,0 +1,277 @@
+"""``advbench bench``: how fast advbench is, measured in one run against the targets it must meet.
+
+Sections (each a module): FGSM throughput against torchattacks and ART and the forward + backward floor
+(:mod:`advbench.bench_fgsm`), adversarial ÷ clean training epoch beside its floor and peak memory
+(:mod:`advbench.bench_train`), Ray overhead (:mod:`advbench.bench_ray`) and a finished workflow run's wall
+time (:mod:`advbench.bench_workflow`). Every timing is the median of ``reps`` repetitions after warm-up.
+Writes ``bench.parquet`` (every measurement), ``bench.md`` (the table), ``summary.csv`` (one row per
+target: ``metric,value,target,ok``) and ``summary.md`` (those rows as a table).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from advbench import results
+from advbench.config import ModelSpec, TrainSpec
+from advbench.data import load_splits, to_float
+from advbench.models import build
+
+log = logging.getLogger(__name__)
+SECTIONS = ("fgsm", "train", "memory", "ray", "workflow")
+MAXOUTS = ("maxout240", "maxout1600")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and how much: images per FGSM repetition, training examples per epoch."""
+
+    models: tuple[str, ...] = ("softmax", *MAXOUTS)
+    batch_sizes: tuple[int, ...] = (128, 1024)
+    fgsm_images: int = 4096
+    fgsm_images_large: int = 1024  # the 1600-unit maxout: 16x the work per image
+    train_examples: int = 5000
+    train_examples_large: int = 800
+    reps: int = 5
+    warmup: int = 1
+    threads: int = 1
+    sections: tuple[str, ...] = SECTIONS
+    default_epochs: int = 12  # config.yaml's max_epochs: sizes the default training task for the Ray share
+
+    @classmethod
+    def quick(cls, sections: tuple[str, ...] = SECTIONS) -> BenchConfig:
+        """Seconds, not minutes: for CI and tests (timings too short to compare with the targets)."""
+        return cls(
+            models=("softmax", "maxout240"), batch_sizes=(32,), fgsm_images=64, fgsm_images_large=64,
+            train_examples=200, train_examples_large=200, reps=2, sections=sections,
+        )  # fmt: skip
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The benchmark's models: config.yaml's softmax regression and 240- and 1600-unit maxouts."""
+    if name == "softmax":
+        return ModelSpec(name=name, arch="softmax", max_col_norm=None)
+    if name in MAXOUTS:
+        return ModelSpec(name=name, arch="maxout", units=int(name.removeprefix("maxout")))
+    raise ValueError(f"bench model {name!r} unknown; expected one of {('softmax', *MAXOUTS)}")
+
+
+@dataclass(frozen=True)
+class Target:
+    op: str  # ">=" or "<="
+    value: float
+    of_floor: bool = False  # the threshold is ``value`` times the row's floor
+    models: tuple[str, ...] | None = None  # None: every model
+
+    def threshold(self, row: dict) -> float:
+        return self.value * row["floor"] if self.of_floor else self.value
+
+    def met(self, row: dict) -> bool:
+        v, t = row["value"], self.threshold(row)
+        return math.isfinite(v) and (v >= t if self.op == ">=" else v <= t)
+
+
+TARGETS: dict[tuple[str, str], Target] = {
+    ("fgsm", "speedup_vs_torchattacks"): Target(">=", 1.0),
+    ("fgsm", "speedup_vs_art"): Target(">=", 1.5),
+    ("fgsm", "max_abs_diff_torchattacks"): Target("<=", 0.0),
+    ("fgsm", "max_abs_diff_art"): Target("<=", 0.0),
+    ("fgsm", "time_over_floor"): Target("<=", 1.05, models=MAXOUTS),
+    ("train", "adversarial_over_clean_epoch"): Target("<=", 1.05, of_floor=True, models=MAXOUTS),
+    ("ray", "overhead_share_of_default_task"): Target("<=", 0.05),
+    ("workflow", "wall_seconds"): Target("<=", 20 * 60, models=("config.yaml",)),  # the default preset
+}
+
+
+def with_targets(rows: list[dict]) -> list[dict]:
+    """Add ``target`` (e.g. ``>= 1.5``) and ``ok`` to the rows a target applies to."""
+    out = []
+    for row in rows:
+        row = {"floor": None, "target": None, "ok": None, "batch_size": None} | row
+        target = TARGETS.get((row["section"], row["metric"]))
+        if target and (target.models is None or row["model"] in target.models):
+            row |= {"target": f"{target.op} {target.threshold(row):.4g}", "ok": target.met(row)}
+        out.append(row)
+    return out
+
+
+SCHEMA = pa.schema(
+    [
+        pa.field("section", pa.string(), False),
+        pa.field("metric", pa.string(), False),
+        pa.field("model", pa.string()),
+        pa.field("batch_size", pa.int64()),
+        pa.field("value", pa.float64(), False),
+        pa.field("unit", pa.string(), False),
+        pa.field("floor", pa.float64()),
+        pa.field("target", pa.string()),
+        pa.field("ok", pa.bool_()),
+    ]
+)
+
+
+def _images(x: torch.Tensor, n: int, batch_size: int) -> torch.Tensor:
+    """The first ``n`` images, at least one batch, in whole batches (every batch the same size)."""
+    n = max(n, batch_size) // batch_size * batch_size
+    return x[:n]
+
+
+def fgsm_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    from advbench.bench_fgsm import fgsm_rows
+
+    rows = []
+    for name in cfg.models:
+        n = cfg.fgsm_images_large if name == "maxout1600" else cfg.fgsm_images
+        model = build(model_spec(name), torch.Generator().manual_seed(0)).to(x.device)
+        for b in cfg.batch_sizes:
+            xb = _images(x, n, b)
+            log.info("FGSM: %s, batch %d, %d images", name, b, len(xb))
+            rows += fgsm_rows(name, model, xb, y[: len(xb)], b, cfg.reps, cfg.warmup)
+    return rows
+
+
+def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    from advbench.bench_train import epoch_rows
+
+    rows = []
+    for name in cfg.models:
+        n = cfg.train_examples_large if name == "maxout1600" else cfg.train_examples
+        log.info("training epochs: %s, %d examples", name, n)
+        rows += epoch_rows(name, model_spec(name), x[:n], y[:n], cfg.reps, cfg.warmup)
+    return rows
+
+
+def memory_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    from advbench.bench_train import memory_rows
+
+    return [r for name in cfg.models for r in memory_rows(name, model_spec(name), x, y, max(cfg.batch_sizes))]
+
+
+def default_task_seconds(rows: list[dict], cfg: BenchConfig, n_train: int = 50_000) -> float:
+    """One default training task (the 240-unit maxout, clean, ``default_epochs`` over 50k examples),
+    scaled from the measured clean epoch; without the per-epoch monitoring, so a lower bound. NaN when the
+    ``train`` section has not run before."""
+    for r in rows:
+        if (r["section"], r["model"], r["metric"]) == ("train", "maxout240", "epoch_seconds_clean"):
+            return r["value"] * n_train / cfg.train_examples * cfg.default_epochs
+    return math.nan
+
+
+def ray_section(cfg: BenchConfig, data_path: Path, rows: list[dict]) -> list[dict]:
+    from advbench.bench_ray import ray_rows
+
+    n = cfg.train_examples
+    data = load_splits(data_path, n, min(n, 2000), 0).as_dict()
+    spec = replace(model_spec("maxout240"), train=TrainSpec(max_epochs=1, monitor_train=min(n, 1000)))
+    log.info("Ray: per-task overhead and 2 workers over 1, on one-epoch tasks over %d examples", n)
+    return ray_rows(data, spec, cfg.reps, default_task_seconds(rows, cfg))
+
+
+def unmeasured_run() -> dict:
+    """The default preset's wall-time row when no finished run was found (the log says why): NaN, so its
+    target is unmet."""
+    unit = "s (no finished run of the default preset found)"
+    return {
+        "section": "workflow",
+        "metric": "wall_seconds",
+        "model": "config.yaml",
+        "value": math.nan,
+        "unit": unit,
+    }
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(to_float(x)).to(device), torch.from_numpy(y).long().to(device)
+
+
+def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str = "cpu") -> list[dict]:
+    """Every section of ``cfg.sections``, in order; rows with targets attached."""
+    from advbench.bench_workflow import WorkflowRunError, workflow_rows
+
+    splits = load_splits(data_path)
+    test, train = (
+        _tensors(splits.x_test, splits.y_test, device),
+        _tensors(splits.x_train, splits.y_train, device),
+    )
+    rows: list[dict] = []
+    for name in cfg.sections:
+        torch.set_num_threads(cfg.threads)
+        if name == "fgsm":
+            rows += fgsm_section(cfg, *test)
+        elif name in ("train", "memory"):
+            rows += (train_section if name == "train" else memory_section)(cfg, *train)
+        elif name == "ray":
+            rows += ray_section(cfg, data_path, rows)
+        elif name == "workflow":
+            try:
+                rows += workflow_rows(workflow_dir)
+            except WorkflowRunError as err:  # the target still gets its row, unmet
+                log.warning("no workflow run measured: %s", err)
+                rows.append(unmeasured_run())
+        else:
+            raise ValueError(f"bench section {name!r} unknown; expected some of {SECTIONS}")
+    torch.set_num_threads(cfg.threads)
+    return with_targets(rows)
+
+
+def machine() -> str:
+    """The machine the numbers come from, in words."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (
+        f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
+    )
+
+
+def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:
+    df = pd.DataFrame(rows, columns=SCHEMA.names)
+    df["value"] = df["value"].map(lambda v: f"{v:.4g}")
+    df["floor"] = df["floor"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}")
+    df["batch_size"] = df["batch_size"].map(lambda v: "" if v is None or pd.isna(v) else str(int(v)))
+    df["ok"] = df["ok"].map({True: "yes", False: "**no**"}).fillna("")
+    head = (
+        f"Machine: {machine()}. Device {device}, {cfg.threads} torch thread(s), "
+        f"median of {cfg.reps} repetitions after {cfg.warmup} warm-up.\n\n"
+    )
+    return head + df.fillna("").to_markdown(index=False) + "\n"
+
+
+def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str) -> None:
+    """``bench.parquet`` and ``bench.md`` (every row), ``summary.csv`` and ``summary.md`` (the rows with a
+    target, the latter for the README) under ``out_dir``."""
+    import pyarrow.parquet as pq
+
+    meta = results.provenance(
+        "n/a", "bench", {}, {"machine": machine(), "device": device, "config": cfg.__dict__}
+    )
+    table = pa.Table.from_pylist(
+        rows, schema=SCHEMA.with_metadata({"advbench": json.dumps(meta, default=str)})
+    )
+    with results.atomic_path(out_dir / "bench.parquet") as tmp:
+        pq.write_table(table, tmp)
+    with results.atomic_path(out_dir / "bench.md") as tmp:
+        tmp.write_text(markdown(rows, cfg, device))
+    with results.atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text(markdown([r for r in rows if r["target"] is not None], cfg, device))
+    summary = pd.DataFrame([summary_row(r) for r in rows if r["target"] is not None])
+    with results.atomic_path(out_dir / "summary.csv") as tmp:
+        summary.reindex(columns=["metric", "value", "target", "ok"]).to_csv(tmp, index=False)
+
+
+def summary_row(row: dict) -> dict:
+    """``fgsm/speedup_vs_art/maxout240/b128``: section, metric and the keys that make the row unique."""
+    parts = [row["section"], row["metric"], row["model"], row["batch_size"] and f"b{row['batch_size']}"]
+    return {"metric": "/".join(str(p) for p in parts if p), **{k: row[k] for k in ("value", "target", "ok")}}

@@ -1,0 +1,72 @@
+"""Timing and memory probes shared by the benchmark's sections: interleaved repetitions after warm-up
+(medians), and the peak tensor memory of one step (CUDA's allocator statistics, or the profiler on CPU)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued CUDA kernels so that wall-clock times cover the work itself."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], reps: int, warmup: int, device: str = "cpu"
+) -> dict[str, list[float]]:
+    """Seconds of each of ``reps`` calls of every function, after ``warmup`` untimed calls of each.
+
+    The functions take turns within each repetition, so a change in the machine's load hits all of them
+    alike instead of biasing whichever ran last.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def peak_memory_mib(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Peak tensor memory (MiB) that one call of ``fn`` allocates beyond what was live before it.
+
+    On CUDA this is exact (the caching allocator's peak). On CPU it is read from the profiler's memory
+    events, each allocation placed at the start and each release at the end of the event it belongs to,
+    so it is an upper bound.
+    """
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = []
+    for event in prof.events():
+        delta = event.self_cpu_memory_usage
+        if delta:
+            changes.append((event.time_range.start if delta > 0 else event.time_range.end, delta))
+    live = peak = 0
+    for _, delta in sorted(changes, key=lambda c: (c[0], -c[1])):
+        live += delta
+        peak = max(peak, live)
+    return peak / 2**20

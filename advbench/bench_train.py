@@ -1,0 +1,89 @@
+"""Training-epoch cost of the paper's adversarial objective against clean training, beside its floor, and
+the peak memory of one attack and one training step.
+
+Floor of (adversarial epoch ÷ clean epoch): the adversarial step is a clean step whose backward also yields
+the input gradient, plus a second clean step on the adversarial batch, so it costs
+``2 + (multiply-adds of the first layer's input gradient) ÷ (multiply-adds of a clean step)``; a clean step
+is the forward, the weight gradients and the input gradients of every layer but the first. This floor
+holds because ``objective`` takes the FGSM direction from the clean loss's own backward pass; with
+``grad_in_train_mode: false`` (gradient in eval mode, no dropout) the paper's objective needs a separate
+forward and backward, and the floor is 3.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advbench.attacks import fgsm
+from advbench.bench_fgsm import EPS
+from advbench.bench_timing import median, peak_memory_mib, time_interleaved
+from advbench.config import ModelSpec, RegimeSpec
+from advbench.models import build, linear_layers
+from advbench.training import Sgd, momentum_at, objective
+
+REGIMES = {
+    "clean": RegimeSpec(name="clean", kind="clean"),
+    "adversarial": RegimeSpec(name="adversarial", kind="fgsm", alpha=0.5, eps=EPS, grad_in_train_mode=True),
+}
+
+
+def adversarial_floor(model: nn.Module) -> float:
+    """``2 + input-gradient MACs ÷ clean-step MACs`` for a stack of linear layers (see the module doc)."""
+    macs = [layer.in_features * layer.out_features for layer in linear_layers(model)]
+    clean_step = 2 * sum(macs) + sum(macs[1:])
+    return 2 + macs[0] / clean_step
+
+
+def epoch_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int, seed: int = 0
+) -> list[dict]:
+    """Median seconds of one training epoch over ``(x, y)`` per regime (the SGD pass only, without the
+    per-epoch monitoring), and their ratio beside its floor."""
+    gen = torch.Generator().manual_seed(seed)
+    sgds = {regime: Sgd(build(spec, gen).to(x.device), spec) for regime in REGIMES}
+    t = spec.train
+
+    def epoch(regime: str):
+        return lambda: sgds[regime].epoch(x, y, REGIMES[regime], t, t.lr, momentum_at(1, t), gen)
+
+    times = time_interleaved({r: epoch(r) for r in REGIMES}, reps, warmup, str(x.device))
+    seconds = {r: median(v) for r, v in times.items()}
+    keys = {"section": "train", "model": name, "batch_size": t.batch_size}
+    rows = [
+        {**keys, "metric": f"epoch_seconds_{r}", "value": s, "unit": f"s per {len(x)} examples"}
+        for r, s in seconds.items()
+    ]
+    ratio = seconds["adversarial"] / seconds["clean"]
+    floor = adversarial_floor(sgds["clean"].model)
+    rows.append(
+        {**keys, "metric": "adversarial_over_clean_epoch", "value": ratio, "unit": "x", "floor": floor}
+    )
+    return rows
+
+
+def memory_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, attack_batch: int
+) -> list[dict]:
+    """Peak tensor memory of one FGSM batch and of one training step of each regime."""
+    model = build(spec, torch.Generator().manual_seed(0)).to(x.device)
+    device = str(x.device)
+    xa, ya = x[:attack_batch], y[:attack_batch]
+    xt, yt = x[: spec.train.batch_size], y[: spec.train.batch_size]
+    steps = {("attack_step", attack_batch): lambda: fgsm(model.eval(), xa, ya, EPS, clip=True)}
+    for regime, r in REGIMES.items():
+        steps[(f"train_step_{regime}", spec.train.batch_size)] = lambda r=r: _train_step(model, xt, yt, r)
+    rows = []
+    for (metric, batch), step in steps.items():
+        step()  # warm-up: lazily allocated state is not part of a step
+        value = peak_memory_mib(step, device)
+        rows.append({"section": "memory", "model": name, "batch_size": batch, "metric": f"peak_{metric}"})
+        rows[-1] |= {"value": value, "unit": "MiB"}
+    return rows
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> None:
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    objective(model, x, y, regime)

@@ -1,0 +1,99 @@
+"""``advbench bench``: a tiny configuration through the same code as the real run (outputs, schema,
+agreement with the peers, finite ratios); the floors and the workflow-log reader on known inputs.
+No timing thresholds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+pytest.importorskip("torchattacks")
+pytest.importorskip("art")
+
+from advbench.bench import SCHEMA, TARGETS, BenchConfig, model_spec, run_bench  # noqa: E402
+from advbench.bench_timing import peak_memory_mib  # noqa: E402
+from advbench.bench_train import adversarial_floor  # noqa: E402
+from advbench.bench_workflow import WorkflowRunError, workflow_rows  # noqa: E402
+from advbench.cli import main  # noqa: E402
+from advbench.models import build  # noqa: E402
+
+LOG = """Config file(s): ['config.yaml']
+Job stats:
+job      count
+train        2
+all          1
+[Sun Nov 22 16:50:27 2026]
+Finished jobid: 0 (Rule: all)
+3 of 3 steps (100%) done
+Complete log(s): x
+Elapsed time: 0:14:03.500000
+"""
+
+
+def fake_run(root: Path, log: str = LOG) -> Path:
+    """A workflow folder as Snakemake leaves it: a log and two rules' benchmark files."""
+    (root / ".snakemake" / "log").mkdir(parents=True)
+    (root / ".snakemake" / "log" / "2026-11-22T165023.1.snakemake.log").write_text(log)
+    for rule, name, seconds in [("train", "a", 300.5), ("train", "b", 100.0), ("attack", "a", 20.0)]:
+        (root / "benchmarks" / rule / "mnist").mkdir(parents=True, exist_ok=True)
+        (root / "benchmarks" / rule / "mnist" / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:01\n")
+    return root
+
+
+def test_quick_bench_writes_every_output(prepared, tmp_path):
+    work, out = fake_run(tmp_path / "run"), tmp_path / "bench"
+    argv = ["bench", "--quick", "--data", str(prepared), "--out-dir", str(out), "--workflow-dir", str(work)]
+    assert main(argv) == 0
+    table = pq.read_table(out / "bench.parquet")
+    assert table.schema.remove_metadata().equals(SCHEMA)
+    rows = table.to_pandas()
+    assert set(rows["section"]) == {"fgsm", "train", "memory", "ray", "workflow"}
+    assert set(TARGETS) <= set(zip(rows["section"], rows["metric"], strict=True))  # every target measured
+    assert set(rows.loc[rows["section"] == "fgsm", "batch_size"]) == {32}
+    diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
+    assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
+    ratios = rows[rows["unit"] == "x"]
+    assert len(ratios) == 9 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == ["metric", "value", "target", "ok"]
+    assert len(summary) == rows["target"].notna().sum() and summary["metric"].is_unique
+    assert "workflow/wall_seconds/config.yaml,843.5,<= 1200,True" in (out / "summary.csv").read_text()
+    md = (out / "bench.md").read_text()
+    assert md.startswith("Machine: ") and "| speedup_vs_art " in md
+    assert (out / "summary.md").read_text().count("| fgsm ") == len(summary) - 3  # train, ray, workflow
+
+
+def test_adversarial_floor_counts_multiply_adds():
+    maxout = build(model_spec("maxout240"))
+    macs = [784 * 1200, 240 * 1200, 240 * 10]
+    assert adversarial_floor(maxout) == pytest.approx(2 + macs[0] / (2 * sum(macs) + macs[1] + macs[2]))
+    assert adversarial_floor(maxout) == pytest.approx(2.34, abs=0.005)
+    assert adversarial_floor(build(model_spec("maxout1600"))) == pytest.approx(2.12, abs=0.005)
+    assert adversarial_floor(build(model_spec("softmax"))) == pytest.approx(2.5)
+
+
+def test_peak_memory_sees_a_temporary_tensor():
+    assert peak_memory_mib(lambda: torch.ones(1024, 1024).sum()) >= 4.0  # 4 MiB of float32, freed at once
+
+
+def test_workflow_rows_read_log_and_benchmarks(tmp_path):
+    rows = {r["metric"]: r for r in workflow_rows(fake_run(tmp_path))}
+    assert (
+        rows["wall_seconds"]["value"] == pytest.approx(843.5)
+        and rows["wall_seconds"]["model"] == "config.yaml"
+    )
+    assert rows["rule_train_job_seconds"]["value"] == pytest.approx(400.5)
+    assert rows["rule_attack_job_seconds"]["unit"] == "s (1 jobs)"
+
+
+def test_unfinished_run_is_refused(tmp_path, prepared):
+    fake_run(tmp_path, LOG.replace("Elapsed time: 0:14:03.500000\n", ""))
+    with pytest.raises(WorkflowRunError, match="finished run of rule 'all'"):
+        workflow_rows(tmp_path)
+    (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
+    assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
