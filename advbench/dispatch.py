@@ -66,20 +66,27 @@ def remove_stale_temp_dirs(root: Path = Path("/tmp")) -> list[Path]:
     return removed
 
 
+RAY_DIR_ENV = "ADVBENCH_RAY_DIR"
+
+
 def kill_processes_using(directory: Path) -> list[int]:
-    """Kill the processes that still run from, or hold files in, a dead Ray's temp dir.
+    """Kill the processes of a dead embedded Ray: those tagged with its temp dir, running from it or holding
+    files in it.
 
     When its owner is killed, most of an embedded Ray goes with it, but its agents (``ray::DashboardAgent``,
     ``ray::RuntimeEnvAgent``, which rename themselves) can outlive it and keep the dashboard agent's fixed
-    port, so the next embedded Ray fails to start. They log into the dir, which is how they are found.
+    port, so the next embedded Ray fails to start. Every process of an embedded Ray inherits ``RAY_DIR_ENV``
+    (set before it starts), which finds them even before they open their logs in the dir.
     """
     import psutil
 
     prefix, victims = str(directory), []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            uses = prefix in " ".join(proc.info["cmdline"] or []) or any(
-                f.path.startswith(prefix) for f in proc.open_files()
+            uses = (
+                proc.environ().get(RAY_DIR_ENV) == prefix
+                or prefix in " ".join(proc.info["cmdline"] or [])
+                or any(f.path.startswith(prefix) for f in proc.open_files())
             )
             if uses and proc.pid != os.getpid():
                 proc.kill()
@@ -99,6 +106,7 @@ def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) ->
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     remove_stale_temp_dirs()
     temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
+    os.environ[RAY_DIR_ENV] = temp_dir  # inherited by every process of this Ray (see kill_processes_using)
     ray.init(
         address="local",
         num_cpus=num_cpus,

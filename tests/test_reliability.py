@@ -71,7 +71,7 @@ def test_orphans_of_a_dead_ray_are_killed_before_its_dir_goes(tmp_path):
     one that logs elsewhere is not."""
     import psutil
 
-    from advbench.dispatch import remove_stale_temp_dirs
+    from advbench.dispatch import RAY_DIR_ENV, remove_stale_temp_dirs
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -80,17 +80,22 @@ def test_orphans_of_a_dead_ray_are_killed_before_its_dir_goes(tmp_path):
     hold = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(120)"
     orphan = subprocess.Popen([sys.executable, "-c", hold, str(dead / "logs" / "agent.log")])
     bystander = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "other.log")])
+    # an agent still starting: no file open yet, only the tag its Ray's processes inherit
+    starting = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], env={**os.environ, RAY_DIR_ENV: str(dead)}
+    )
     try:
         for _ in range(100):  # until both have opened their files
             if (dead / "logs" / "agent.log").exists() and (tmp_path / "other.log").exists():
                 break
             time.sleep(0.05)
         assert remove_stale_temp_dirs(tmp_path) == [dead]
-        orphan.wait(timeout=10)  # (killed and already reaped by the sweep: its status is gone)
-        assert not psutil.pid_exists(orphan.pid)
+        for proc in (orphan, starting):
+            proc.wait(timeout=10)  # (killed and already reaped by the sweep: its status is gone)
+            assert not psutil.pid_exists(proc.pid)
         assert bystander.poll() is None
     finally:
-        for proc in (orphan, bystander):
+        for proc in (orphan, bystander, starting):
             proc.kill()
             proc.wait()
 
