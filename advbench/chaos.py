@@ -105,9 +105,16 @@ def stage(sid: int) -> str:
     return "+".join(sorted(jobs)) or "snakemake"
 
 
+# Ray processes named ray::… that run no task: idle workers, and the node's agents (killing an agent takes
+# its raylet, i.e. the whole node, down: a node failure, not a worker failure)
+NOT_WORKERS = ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
 def busy_workers(sid: int) -> list[psutil.Process]:
     """Ray workers of the run that are executing a task."""
-    return [p for p in session(sid) if (c := _cmdline(p)).startswith("ray::") and "IDLE" not in c]
+    return [
+        p for p in session(sid) if (c := _cmdline(p)).startswith("ray::") and not c.startswith(NOT_WORKERS)
+    ]
 
 
 def kill(kind: str, run: subprocess.Popen) -> str:

@@ -75,8 +75,9 @@ def kill_processes_using(directory: Path) -> list[int]:
 
     When its owner is killed, most of an embedded Ray goes with it, but its agents (``ray::DashboardAgent``,
     ``ray::RuntimeEnvAgent``, which rename themselves) can outlive it and keep the dashboard agent's fixed
-    port, so the next embedded Ray fails to start. Every process of an embedded Ray inherits ``RAY_DIR_ENV``
-    (set before it starts), which finds them even before they open their logs in the dir.
+    port, so the next embedded Ray fails to start; they are found by the logs they hold in the dir. The job
+    drivers of a killed workflow run inherit ``RAY_DIR_ENV`` from it (set before its Ray starts) and hold no
+    file there: the tag finds them. (Ray starts its agents with an environment of its own.)
     """
     import psutil
 
@@ -106,7 +107,7 @@ def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) ->
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     remove_stale_temp_dirs()
     temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp")
-    os.environ[RAY_DIR_ENV] = temp_dir  # inherited by every process of this Ray (see kill_processes_using)
+    os.environ[RAY_DIR_ENV] = temp_dir  # inherited by the processes this one starts (kill_processes_using)
     ray.init(
         address="local",
         num_cpus=num_cpus,

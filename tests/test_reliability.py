@@ -80,7 +80,7 @@ def test_orphans_of_a_dead_ray_are_killed_before_its_dir_goes(tmp_path):
     hold = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(120)"
     orphan = subprocess.Popen([sys.executable, "-c", hold, str(dead / "logs" / "agent.log")])
     bystander = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "other.log")])
-    # an agent still starting: no file open yet, only the tag its Ray's processes inherit
+    # an orphaned job driver of the dead run: no file in the dir, only the tag it inherited
     starting = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"], env={**os.environ, RAY_DIR_ENV: str(dead)}
     )
