@@ -29,7 +29,34 @@ STATE = ("results", "resources", "logs", "benchmarks", ".snakemake")
 VOLATILE_COLUMNS = ("seconds",)  # wall time per epoch: a measurement, not a result
 KINDS = ("workflow", "session", "worker")
 CHAOS_CONFIGS = ("presets/smoke.yaml", "presets/chaos.yaml")
-_JOB = re.compile(r"advbench (\w+)")
+_JOB = re.compile(r"advbench (\w+)")  # a job's process, or a Ray worker's title (ray::advbench train)
+_STARTED = re.compile(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
+_FINISHED = re.compile(r"^Finished jobid: (\d+) ", re.M)
+RULE_STAGES = {  # rule -> the advbench command it runs, where the names differ
+    "prepare_data": "prepare",
+    "train_members": "train",
+    **dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish"), "experiment"),
+}
+
+
+class Run(subprocess.Popen):
+    """A workflow run, and where its part of the (shared, appended) log begins."""
+
+    log: Path
+    log_offset: int = 0
+
+    def log_text(self) -> str:
+        with open(self.log, "rb") as fh:
+            fh.seek(self.log_offset)
+            return fh.read().decode(errors="replace")
+
+
+def running_rules(log_text: str) -> set[str]:
+    """The rules of the jobs that Snakemake's log shows started and not yet finished."""
+    started = {jobid: rule for rule, jobid in _STARTED.findall(log_text)}
+    for jobid in _FINISHED.findall(log_text):
+        started.pop(jobid, None)
+    return set(started.values())
 
 
 def copy_workflow(repo: Path, dest: Path) -> Path:
@@ -62,9 +89,10 @@ class Workflow:
         profile = ["--profile", "workflow/profiles/default", "--configfile", *self.configfiles]
         return ["snakemake", *profile, "--cores", str(self.cores)]
 
-    def start(self, log: Path) -> subprocess.Popen:
+    def start(self, log: Path) -> Run:
         with open(log, "ab") as fh:
-            return subprocess.Popen(
+            offset = fh.tell()
+            run = Run(
                 self.command(),
                 cwd=self.workdir,
                 env=tool_env(),
@@ -72,6 +100,8 @@ class Workflow:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        run.log, run.log_offset = log, offset
+        return run
 
 
 def tool_env() -> dict[str, str]:
@@ -99,9 +129,13 @@ def _cmdline(proc: psutil.Process) -> str:
         return ""
 
 
-def stage(sid: int) -> str:
-    """The ``advbench`` commands a run is executing (``snakemake`` when none: parsing or scheduling)."""
-    jobs = {m.group(1) for p in session(sid) for m in _JOB.finditer(_cmdline(p))}
+def stage(run: Run) -> str:
+    """The ``advbench`` commands a run is executing (``snakemake`` when none: parsing or scheduling).
+
+    A job in a process of its own shows in the process table; one in a thread of the Snakemake process (the
+    default profile) shows in the run's log, and its Ray tasks in their workers' titles."""
+    jobs = {m.group(1) for p in session(run.pid) for m in _JOB.finditer(_cmdline(p))}
+    jobs |= {RULE_STAGES.get(rule, rule) for rule in running_rules(run.log_text())}
     return "+".join(sorted(jobs)) or "snakemake"
 
 
@@ -133,12 +167,12 @@ def kill(kind: str, run: subprocess.Popen) -> str:
     return "session" if kind == "session" else "workflow"
 
 
-def wait_for_stage(run: subprocess.Popen, name: str, worker: bool = False, timeout: float = 600) -> bool:
+def wait_for_stage(run: Run, name: str, worker: bool = False, timeout: float = 600) -> bool:
     """Poll until ``advbench <name>`` runs (with a busy Ray worker if ``worker``): True, or False if the run
     ends first."""
     deadline = time.monotonic() + timeout
     while run.poll() is None and time.monotonic() < deadline:
-        if name in stage(run.pid).split("+") and (not worker or busy_workers(run.pid)):
+        if name in stage(run).split("+") and (not worker or busy_workers(run.pid)):
             return True
         time.sleep(0.1)
     return False
@@ -258,7 +292,7 @@ def run_chaos(
         try:
             rc = run.wait(timeout=rng.uniform(0.5, duration))
         except subprocess.TimeoutExpired:
-            where, done = stage(run.pid), kill(rng.choice(kinds), run)
+            where, done = stage(run), kill(rng.choice(kinds), run)
             summary.kills.append((done, where, time.monotonic() - began))
             say(f"kill {len(summary.kills)}: {done} during {where}, {time.monotonic() - began:.0f} s in")
             if done != "worker":

@@ -39,6 +39,8 @@ def _ray_settings(args: argparse.Namespace):
         max_retries=ray.get("max_retries", 2),
         address=ray.get("address"),
         use_ray=not args.no_ray,
+        task_name=f"advbench {args.command}",  # the workers' process title: ray::advbench train
+        log_file=str(Path(args.log).resolve()) if args.log else None,
     )
 
 
@@ -167,6 +169,7 @@ def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> No
     p.add_argument("--seeds", type=int, nargs="+", required=True)
     p.add_argument("--threads", type=int, default=1, help="CPUs for the embedded Ray (the rule's threads)")
     p.add_argument("--no-ray", action="store_true", help="run the seeds serially in this process")
+    p.add_argument("--log", default=None, help="the job's log file, for this process and its Ray tasks")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -279,13 +282,32 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from advbench.dispatch import LOG_FORMAT
+    from advbench.jobsession import job_log_handler
+
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if getattr(args, "log", None):
+        logging.basicConfig(level=logging.INFO, handlers=[job_log_handler(Path(args.log))])
+    else:
+        level = logging.WARNING if args.quiet else logging.INFO
+        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
     return args.func(args) or 0
+
+
+def run_job(argv: list[str]) -> None:
+    """A workflow job in the calling thread (a rule's ``run:`` under the default profile's threads), its log
+    lines (``--log``, required) those of this thread only; errors are logged there too, then raised."""
+    from advbench.jobsession import thread_log
+
+    args = parser().parse_args(argv)
+    if not getattr(args, "log", None):
+        raise ValueError(f"advbench {args.command}: a job run in-process needs --log")
+    with thread_log(Path(args.log)):
+        try:
+            args.func(args)
+        except Exception:
+            log.exception("advbench %s failed", args.command)
+            raise
 
 
 if __name__ == "__main__":

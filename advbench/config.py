@@ -45,6 +45,7 @@ class TrainSpec:
     select_on: str = "clean"
     monitor_eps: float = 0.25
     monitor_train: int | None = 10_000
+    monitor_val: int | None = None
     retrain: bool = False
     retrain_lr: float = 0.0615
     retrain_momentum: float = 0.694

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ class RaySettings:
     max_retries: int = 2
     address: str | None = None
     use_ray: bool = True
+    task_name: str | None = None  # shown as the workers' process title (ray::<name>); default: the function's
+    log_file: str | None = None  # the job's log: tasks append their log lines to it (else: to the driver)
 
     @property
     def cluster_address(self) -> str | None:
@@ -98,7 +101,9 @@ def kill_processes_using(directory: Path) -> list[int]:
     return [proc.pid for proc in victims]
 
 
-def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) -> str:
+def _start_local(
+    num_cpus: int, num_gpus: float | None, object_store_mb: int, log_to_driver: bool = True
+) -> str:
     """Start a private, loopback-only Ray in this process (the caller becomes its driver); return its
     temp dir. Its processes share this process's fate (Linux kills them when it dies)."""
     import ray
@@ -114,6 +119,7 @@ def _start_local(num_cpus: int, num_gpus: float | None, object_store_mb: int) ->
         num_gpus=num_gpus,
         include_dashboard=False,
         object_store_memory=object_store_mb * 2**20,
+        log_to_driver=log_to_driver,
         _temp_dir=temp_dir,
     )
     return temp_dir
@@ -153,11 +159,16 @@ def claim_workdir(lock_file: Path = RUN_LOCK) -> None:
 
 def start_shared_head(num_cpus: int, object_store_mb: int = 1024) -> str:
     """One embedded Ray for a whole workflow run (called from Snakemake's ``onstart``): every job joins it
-    through ``ADVBENCH_RAY_HEAD``, so jobs pay no Ray start-up and their tasks share the cores."""
+    through ``ADVBENCH_RAY_HEAD``, so jobs pay no Ray start-up and their tasks share the cores.
+
+    Jobs that run in the Snakemake process itself (the default profile's threads, see
+    :func:`advbench.cli.run_job`) drive this very Ray: one Ray job for the whole run, whose workers, torch
+    imported once, serve every job's tasks. Tasks write their log lines to their job's log, not to this
+    process."""
     global _shared_temp_dir
     import ray
 
-    _shared_temp_dir = _start_local(num_cpus, None, object_store_mb)
+    _shared_temp_dir = _start_local(num_cpus, None, object_store_mb, log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
     os.environ[SHARED_HEAD_ENV] = address
     log.info("shared Ray head at %s with %d CPUs", address, num_cpus)
@@ -174,25 +185,67 @@ def stop_shared_head() -> None:
         shutil.rmtree(_shared_temp_dir, ignore_errors=True)
 
 
+_session_lock = threading.Lock()
+_session_users = 0
+_session_owned = False
+
+
 @contextlib.contextmanager
 def ray_session(settings: RaySettings) -> Iterator[None]:
-    """Connect to (or start) Ray for the duration of the block; always shut down afterwards."""
+    """Be a Ray driver for the duration of the block: join a cluster (or the shared head) or start a private
+    Ray, and shut it down afterwards.
+
+    A process that is already a driver (the workflow's shared head lives in the Snakemake process, whose
+    threads run jobs) reuses its connection, and the threads of one process share one session: the last one
+    out shuts down what the first one started, never a connection made outside.
+    """
     # Read when ray is imported: every seed's progress lines reach the job's log, as plain text.
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    global _session_users, _session_owned
     import ray
 
-    temp_dir = None
-    if settings.cluster_address:
-        ray.init(address=settings.cluster_address, log_to_driver=True)
-    else:
-        temp_dir = _start_local(settings.num_cpus, settings.num_gpus, settings.object_store_mb)
+    with _session_lock:
+        if _session_users == 0 and not ray.is_initialized():
+            _connect(settings)
+            _session_owned = True
+        _session_users += 1
     try:
         yield
     finally:
-        ray.shutdown()
-        if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        with _session_lock:
+            _session_users -= 1
+            if _session_users == 0 and _session_owned:
+                _session_owned = False
+                _disconnect()
+
+
+_private_temp_dir: str | None = None
+
+
+def _connect(settings: RaySettings) -> None:
+    """Join the cluster (or shared head) or start a private Ray; tasks that log to a file send nothing to
+    the driver."""
+    global _private_temp_dir
+    import ray
+
+    to_driver = settings.log_file is None
+    if settings.cluster_address:
+        ray.init(address=settings.cluster_address, log_to_driver=to_driver)
+    else:
+        _private_temp_dir = _start_local(
+            settings.num_cpus, settings.num_gpus, settings.object_store_mb, log_to_driver=to_driver
+        )
+
+
+def _disconnect() -> None:
+    global _private_temp_dir
+    import ray
+
+    ray.shutdown()
+    if _private_temp_dir:
+        shutil.rmtree(_private_temp_dir, ignore_errors=True)
+        _private_temp_dir = None
 
 
 def run_tasks(
@@ -215,15 +268,39 @@ def run_tasks(
                 "set ray.num_gpus_per_task to 0 to run on CPUs"
             )
         refs = {name: ray.put(value) for name, value in shared.items()}
-        remote = ray.remote(fn).options(
+        remote = ray.remote(logged_call).options(
+            name=settings.task_name or fn.__name__,
             num_cpus=settings.num_cpus_per_task,
             num_gpus=settings.num_gpus_per_task,
             max_retries=settings.max_retries,
             retry_exceptions=False,
         )
-        futures = [remote.remote(**refs, **kwargs) for kwargs in per_task]
+        futures = [remote.remote(fn, settings.log_file, **refs, **kwargs) for kwargs in per_task]
         log.info("dispatched %d Ray tasks", len(futures))
         return ray.get(futures)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def logged_call(fn: Callable[..., Any], log_file: str | None, **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in a Ray worker, its log lines appended to ``log_file`` (the job's log) if given.
+
+    Workers outlive tasks (and serve other jobs' tasks), so the handler is removed when the task ends.
+    """
+    if log_file is None:
+        return fn(**kwargs)
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_file, mode="a")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    level, root.level = root.level, logging.INFO
+    root.addHandler(handler)
+    try:
+        return fn(**kwargs)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 def task_device(num_gpus_per_task: float) -> str:
@@ -239,7 +316,7 @@ def init_task(num_cpus: float) -> None:
     import torch
 
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     torch.set_num_threads(max(int(num_cpus), 1))
     with contextlib.suppress(RuntimeError):

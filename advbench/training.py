@@ -135,12 +135,13 @@ def sgd_step(
 
 
 def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, float]:
-    """Eval-mode clean and FGSM (``t.monitor_eps``) error on the validation set and a training subset."""
+    """Eval-mode clean and FGSM (``t.monitor_eps``) error on the first ``t.monitor_val`` validation and
+    ``t.monitor_train`` training examples (``None``: all)."""
     metrics = {}
-    n_train = t.monitor_train or len(data.x_train)
+    n_train, n_val = t.monitor_train or len(data.x_train), t.monitor_val or len(data.x_val)
     for split, x, y in (
         ("train", data.x_train[:n_train], data.y_train[:n_train]),
-        ("val", data.x_val, data.y_val),
+        ("val", data.x_val[:n_val], data.y_val[:n_val]),
     ):
         clean, adv = fgsm_scores(model, model, x, y, [0.0, t.monitor_eps], [False], t.eval_batch_size)
         metrics[f"{split}_error"], metrics[f"{split}_adv_error"] = clean["error"], adv["error"]

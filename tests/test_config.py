@@ -101,6 +101,8 @@ def test_paper_preset_restores_the_full_schedule_for_every_run():
         elif arch in {"softmax", "logistic", "rbf", "maxout"}:  # the paper's MNIST models (not the demo)
             assert train.max_epochs == 1000 and train.patience == 100, run
             assert train.retrain == (arch == "maxout"), run
+        if arch == "maxout":  # pylearn2 mnist_pi.yaml: U(-.005, .005), early stopping on all 10k
+            assert run_model_spec(config, run).init_range == 0.005 and train.monitor_val is None, run
     assert run_entries(config)["maxout_member-clean"]["members"] == 12
     assert run_model_spec(config, "maxout1600-adversarial").train.select_on == "adversarial"
     assert "attack" not in run_entries(config)["maxout1600-clean"]  # the full eps grid

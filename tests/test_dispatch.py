@@ -73,3 +73,46 @@ def test_asking_for_gpus_ray_does_not_have_fails_fast():
     settings = RaySettings(num_cpus=1, num_gpus=0, object_store_mb=100, num_gpus_per_task=0.25)
     with pytest.raises(ValueError, match="ray.num_gpus_per_task is 0.25 but the Ray cluster has 0"):
         run_tasks(_dies_once, {"marker": "unused"}, [{"seed": 0}], settings)
+
+
+def _log_and_pid(seed: int) -> dict:
+    """Logs a line and says which worker process ran it."""
+    import logging
+    import os
+
+    logging.getLogger("advbench.test").info("task of seed %d", seed)
+    return {"seed": seed, "pid": os.getpid()}
+
+
+def test_jobs_in_threads_share_one_ray_and_its_warm_workers_and_log_to_their_own_files(tmp_path):
+    """The default profile's jobs: threads of one process, one Ray driver, each job logging to its file."""
+    import logging
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray
+    import ray.cloudpickle
+
+    from advbench.dispatch import ray_session, run_tasks
+    from advbench.jobsession import thread_log
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+    def job(name: str) -> list[dict]:
+        log = tmp_path / f"{name}.log"
+        settings = RaySettings(num_cpus=2, num_gpus=0, object_store_mb=100, log_file=str(log))
+        with thread_log(log):
+            logging.getLogger("advbench.test").info("driver of job %s", name)
+            return run_tasks(_log_and_pid, {}, [{"seed": s} for s in range(4)], settings)
+
+    with ray_session(RaySettings(num_cpus=2, num_gpus=0, object_store_mb=100)):  # as the shared head
+        with ThreadPoolExecutor(2) as pool:
+            first = [o for out in pool.map(job, ["a", "b"]) for o in out]
+        later = job("c")
+        assert ray.is_initialized()  # the jobs did not shut down the session they joined
+    assert not ray.is_initialized()
+    assert {o["pid"] for o in later} <= {o["pid"] for o in first}  # warm workers, no new ones
+    for name, other in (("a", "b"), ("b", "a"), ("c", "a")):
+        text = (tmp_path / f"{name}.log").read_text()
+        assert f"driver of job {name}" in text and f"driver of job {other}" not in text
+        assert all(f"task of seed {s}" in text for s in range(4))

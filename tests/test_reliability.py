@@ -163,3 +163,38 @@ def test_a_torch_save_archive_with_a_payload_is_refused_without_running_it(tmp_p
     with pytest.raises(CheckpointError, match=r"seed=0.safetensors: not a readable safetensors checkpoint"):
         load_into(model, evil)
     assert not (tmp_path / "pwned").exists()
+
+
+SNAKEMAKE_LOG = """\
+localrule prepare_data:
+    output: resources/data/mnist.npz
+    log: logs/prepare_data/mnist.log
+    jobid: 3
+    reason: Missing output files: resources/data/mnist.npz
+    resources: tmpdir=/tmp
+
+Finished jobid: 3 (Rule: prepare_data)
+localrule train:
+    input: resources/data/mnist.npz
+    jobid: 6
+    wildcards: dataset=mnist, model=maxout, regime=clean
+
+rule agreement:
+    input: resources/data/mnist.npz
+    jobid: 12
+
+Finished jobid: 12 (Rule: agreement)
+localrule attack:
+    jobid: 13
+"""
+
+
+def test_the_chaos_harness_reads_running_jobs_from_snakemakes_log():
+    """Jobs in threads of the Snakemake process have no process of their own: the log tells their stage."""
+    from advbench.chaos import RULE_STAGES, running_rules
+
+    assert running_rules(SNAKEMAKE_LOG) == {"train", "attack"}
+    assert running_rules(SNAKEMAKE_LOG.replace("jobid: 6\n", "jobid: 16\n") + "Finished jobid: 16 (x)\n") == {
+        "attack"
+    }
+    assert RULE_STAGES["prepare_data"] == "prepare" and RULE_STAGES["rubbish"] == "experiment"

@@ -8,8 +8,6 @@ rule attack:
         "logs/attack/{dataset}/{model}-{regime}.log",
     benchmark:
         "benchmarks/attack/{dataset}/{model}-{regime}.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -22,7 +20,9 @@ rule attack:
             w.dataset, run_attack(config, run_id(w.model, w.regime))
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench attack --data {input.data} --job {params.job:q}"
-        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
-        " --checkpoints {input.checkpoints} --out {output} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "attack --data {input.data} --job {params.job:q}"
+            " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+            " --checkpoints {input.checkpoints} --out {output} --threads {threads} --log {log}"
+        )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 
 from snakemake.utils import validate
 
@@ -241,3 +242,19 @@ def all_results():
 
 
 SEED_ARGS = " ".join(map(str, SEEDS))
+
+
+def run_advbench(command):
+    """``advbench <command>`` as this job's work; the command is formatted like a ``shell:`` one, from the
+    calling rule's ``input``, ``output``, ``params``, ``threads`` and ``log``.
+
+    Under the default profile (``force-use-threads``) the job runs in a thread of the Snakemake process,
+    whose Ray (the shared head) then has one driver and one set of warm workers for the whole run, instead
+    of a fresh driver and fresh workers, each importing torch, per job. Elsewhere (a remote executor, or a
+    run without the profile) Snakemake runs it in a process of its own, which joins the cluster or starts a
+    private Ray."""
+    from snakemake.utils import format as rule_format
+
+    from advbench.cli import run_job
+
+    run_job(shlex.split(rule_format(command, stepout=2)))

@@ -10,8 +10,6 @@ rule agreement:
         "logs/agreement/{dataset}/{source}.log",
     benchmark:
         "benchmarks/agreement/{dataset}/{source}.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -26,9 +24,11 @@ rule agreement:
             eps=config["agreement"]["eps"],
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench experiment agreement --data {input.data} --job {params.job:q} --seeds {params.seeds}"
-        " --out agreement={output} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "experiment agreement --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --out agreement={output} --threads {threads} --log {log}"
+        )
 
 
 rule sweep:
@@ -39,8 +39,6 @@ rule sweep:
         "results/metrics/sweep/dataset={dataset}/run={run}/sweep.parquet",
     log:
         "logs/sweep/{dataset}/{run}.log",
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -54,9 +52,11 @@ rule sweep:
             **{k: config["sweep"][k] for k in ("label", "eps_max", "steps")},
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench experiment sweep --data {input.data} --job {params.job:q} --seeds {params.seeds}"
-        " --out sweep={output} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "experiment sweep --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --out sweep={output} --threads {threads} --log {log}"
+        )
 
 
 rule ensemble:
@@ -69,8 +69,6 @@ rule ensemble:
         "logs/ensemble/{dataset}/{run}.log",
     benchmark:
         "benchmarks/ensemble/{dataset}/{run}.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -81,9 +79,11 @@ rule ensemble:
             "ensemble", w.dataset, ensemble_runs(), eps=config["ensemble"]["eps"]
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench experiment ensemble --data {input.data} --job {params.job:q} --seeds {params.seeds}"
-        " --out ensemble={output} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "experiment ensemble --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --out ensemble={output} --threads {threads} --log {log}"
+        )
 
 
 rule rubbish:
@@ -96,8 +96,6 @@ rule rubbish:
         "logs/rubbish/rubbish.log",
     benchmark:
         "benchmarks/rubbish/rubbish.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -111,6 +109,8 @@ rule rubbish:
             **{k: config["rubbish"][k] for k in ("n", "n_by_dataset", "threshold")},
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench experiment rubbish --job {params.job:q} --seeds {params.seeds}"
-        " --out rubbish={output.summary} rubbish_classes={output.classes} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "experiment rubbish --job {params.job:q} --seeds {params.seeds}"
+            " --out rubbish={output.summary} rubbish_classes={output.classes} --threads {threads} --log {log}"
+        )

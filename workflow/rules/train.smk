@@ -11,8 +11,6 @@ rule train:
         "logs/train/{dataset}/{model}-{regime}.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -23,10 +21,12 @@ rule train:
         regime=lambda w: regime_json(w.regime),
         job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
-    shell:
-        "advbench train --data {input.data} --job {params.job:q}"
-        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
-        " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "train --data {input.data} --job {params.job:q}"
+            " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+            " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} --log {log}"
+        )
 
 
 rule train_members:
@@ -43,8 +43,6 @@ rule train_members:
         "logs/train/{dataset}/{model}-{regime}-members.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}-members.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -56,7 +54,9 @@ rule train_members:
         job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
         members=N_MEMBERS,
-    shell:
-        "advbench train --data {input.data} --job {params.job:q} --members {params.members}"
-        " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
-        " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "train --data {input.data} --job {params.job:q} --members {params.members}"
+            " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
+            " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} --log {log}"
+        )

@@ -9,8 +9,6 @@ rule transfer:
         "logs/transfer/{dataset}/{source}--{target}.log",
     benchmark:
         "benchmarks/transfer/{dataset}/{source}--{target}.tsv"
-    conda:
-        "../envs/advbench.yaml"
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -25,9 +23,11 @@ rule transfer:
             w.dataset, {**config["attack"], "eps": config["transfer"]["eps"]}
         ),
         seeds=SEED_ARGS,
-    shell:
-        "advbench transfer --data {input.data} --job {params.job:q} --seeds {params.seeds}"
-        " --source-model {params.source_model:q} --source-regime {params.source_regime:q}"
-        " --source-checkpoints {input.source}"
-        " --target-model {params.target_model:q} --target-regime {params.target_regime:q}"
-        " --target-checkpoints {input.target} --out {output} --threads {threads} > {log} 2>&1"
+    run:
+        run_advbench(
+            "transfer --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --source-model {params.source_model:q} --source-regime {params.source_regime:q}"
+            " --source-checkpoints {input.source}"
+            " --target-model {params.target_model:q} --target-regime {params.target_regime:q}"
+            " --target-checkpoints {input.target} --out {output} --threads {threads} --log {log}"
+        )
