@@ -182,6 +182,7 @@ def panel_datasets():
 
 
 def panels_job():
+    """The panels job: the runs of every image figure and their settings (advbench/panels.py)."""
     rep, rubbish = config["report"], config["rubbish"] or {}
     datasets = set(map(dataset_of, panel_runs()))
     job = {
