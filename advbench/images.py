@@ -113,7 +113,7 @@ def weight_panels(
     fig, axes = plt.subplots(
         len(weights),
         n,
-        figsize=(1.15 * n + 1.2, 1.35 * len(weights) + 0.6),
+        figsize=(1.15 * n + 1.2, 1.35 * len(weights) + 1.2),
         squeeze=False,
         layout="constrained",
     )

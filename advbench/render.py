@@ -77,7 +77,9 @@ def weights_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> 
         (run, np.stack(list(df["weights"])), list(df["shape"].iloc[0]))
         for run, df in rows.groupby(rows["model"] + "-" + rows["regime"], sort=False)
     ]
-    title = f"{dataset}: first-layer weights (one piece per maxout unit); red > 0, blue < 0, white = 0"
+    colour = any(len(shape) == 3 and shape[0] == 3 for _, _, shape in runs)
+    scale = "RGB channels, mid-grey = 0" if colour else "red > 0, blue < 0, white = 0"
+    title = f"{dataset}: first-layer weights (one piece per maxout unit); {scale}"
     return images.weight_panels(runs, title=title)
 
 
