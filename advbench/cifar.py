@@ -126,6 +126,14 @@ def preprocess(x: np.ndarray, data: Mapping[str, np.ndarray], chunk: int = 5000)
     return np.concatenate(parts) if parts else np.empty((0, p.shape[0]), dtype=np.float32)
 
 
+def unwhiten(x: np.ndarray, data: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`preprocess`'s ZCA step, for display: whitened rows back to GCN'd images (float64;
+    the mean and scale that GCN removed are lost)."""
+    p = np.asarray(data[f"{PREP_PREFIX}zca_matrix"], dtype=np.float64)
+    white = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return np.linalg.solve(p.T, white.T).T + data[f"{PREP_PREFIX}zca_mean"]
+
+
 def prepare_cifar10(
     out: Path, source: str = "auto", data_dir: str | None = None, zca_fit_n: int | None = None
 ) -> Path:

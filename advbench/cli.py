@@ -124,8 +124,15 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_figures(args: argparse.Namespace) -> None:
     from advbench.render import make_figures
 
-    written = make_figures(args.results, args.data, _job(args.job), args.out_dir)
+    written = make_figures(args.results, _job(args.job), args.out_dir)
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
+
+
+def cmd_panels(args: argparse.Namespace) -> None:
+    from advbench.panels import make_panels
+
+    written = make_panels(_job(args.job), args.out_dir)
+    log.info("wrote %s", ", ".join(map(str, written.values())))
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -231,16 +238,17 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
-        "figures",
-        help="figures (PNG + PDF): charts from the results, image panels from checkpoints and test set",
+        "panels", help="the image figures' data (Parquet) from the first seed's checkpoints and test sets"
     )
-    p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz)")
+    p.add_argument("--job", required=True, help="JSON: runs, checkpoints, datasets, eps (see panels.py)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_panels)
+
+    p = sub.add_parser("figures", help="figures (PNG + PDF) from the Parquet results and panels only")
     p.add_argument(
-        "--job",
-        required=True,
-        help="JSON: charts to draw, runs of the image figures, eps values (see render.py)",
+        "--results", type=Path, nargs="+", required=True, help="results and panels files of any kind"
     )
+    p.add_argument("--job", required=True, help="JSON: charts to draw, image figures (see render.py)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_figures)
 

@@ -189,18 +189,30 @@ def check_experiment(config: dict[str, Any]) -> None:
         if pair["source"] == pair["target"]:
             raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
         _check_same_dataset(config, [pair["source"], pair["target"]], f"transfer.pairs[{i}]")
+    _check_report(config, single)
+    _check_evaluations(config, runs, single)
+
+
+def _check_report(config: dict[str, Any], single: list[str]) -> None:
+    """The image figures show trained runs of any dataset (one figure per dataset), of known datasets."""
+    from advbench.data import DATASETS
+
     report = config.get("report", {})
     for key in ("weights", "examples"):
         for i, run in enumerate(report.get(key, [])):
             _check_ref(run, single, f"report.{key}[{i}]")
-    for key in ("weights", "examples"):
-        for i, run in enumerate(report.get(key, [])):
-            if run_dataset(config, run) != config["dataset"]:
-                raise ConfigError(
-                    f"report.{key}[{i}]: {run!r} is a {run_dataset(config, run)} run; the image figures show "
-                    f"runs of the workflow's dataset {config['dataset']!r}"
-                )
-    _check_evaluations(config, runs, single)
+    for i, run in enumerate(report.get("weights", [])):
+        arch = run_model_entry(config, run)["arch"]
+        if arch in NO_WEIGHT_IMAGES:
+            raise ConfigError(
+                f"report.weights[{i}]: {run!r} (arch {arch}) has no first layer of weights to draw; "
+                "expected a run of a softmax, logistic, maxout or conv model"
+            )
+    for name in report.get("example_eps_by_dataset", {}):
+        if name not in DATASETS:
+            raise ConfigError(
+                f"report.example_eps_by_dataset: unknown dataset {name!r}; expected one of {sorted(DATASETS)}"
+            )
 
 
 def _strict_validator(schema: dict[str, Any]) -> Any:
@@ -245,6 +257,7 @@ def _check_data_dir(directory: str | None) -> None:
 
 
 SAFE_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
+NO_WEIGHT_IMAGES = ("rbf",)  # architectures without a first weight layer (report.weights)
 
 
 def _schema() -> dict[str, Any]:

@@ -17,16 +17,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from advbench.data import DATASETS  # noqa: E402
+
 DIVERGING = "RdBu_r"  # ColorBrewer RdBu: colour-blind safe; white = 0
-CLASS_NAMES = {
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
 
 
 def class_name(dataset: str, index: int) -> str:
     """A class's name (CIFAR-10) or its digit."""
-    names = CLASS_NAMES.get(dataset)
-    return names[index] if names and index < len(names) else str(index)
+    names = DATASETS[dataset].classes if dataset in DATASETS else ()
+    return names[index] if 0 <= index < len(names) else str(index)
 
 
 def as_image(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -83,17 +82,20 @@ class Example:
     row: str
 
 
-def adversarial_grid(examples: Sequence[Example], shape: Sequence[int], eps: float, title: str) -> Figure:
-    """The paper's panda figure: per row a clean input, + the perturbation, = the adversarial input, each
-    captioned with the predicted class and its probability."""
+def adversarial_grid(
+    examples: Sequence[Example], shape: Sequence[int], lim: float, title: str, perturbation: str
+) -> Figure:
+    """The paper's panda figure: per row a clean input, + the perturbation (drawn on [-``lim``, ``lim``],
+    captioned ``perturbation``), = the adversarial input, each captioned with the predicted class and its
+    probability."""
     n = len(examples)
     fig, axes = plt.subplots(n, 3, figsize=(7.2, 2.3 * n + 0.5), squeeze=False, layout="constrained")
     for i, ex in enumerate(examples):
         left, mid, right = axes[i]
         show_pixels(left, ex.clean, shape)
         left.set_title(f"clean (label {ex.label})\npredicted {ex.clean_pred}", fontsize=9)
-        show_signed(mid, ex.adversarial - ex.clean, shape, eps)
-        mid.set_title(f"+ ε·sign(∇ₓJ), ε = {eps:g}\nblue −ε, red +ε", fontsize=9)
+        show_signed(mid, ex.adversarial - ex.clean, shape, lim)
+        mid.set_title(perturbation, fontsize=9)
         show_pixels(right, ex.adversarial, shape)
         right.set_title(f"= adversarial\npredicted {ex.adv_pred}", fontsize=9)
         left.set_ylabel(ex.row, fontsize=9)
@@ -101,24 +103,28 @@ def adversarial_grid(examples: Sequence[Example], shape: Sequence[int], eps: flo
     return fig
 
 
-def weight_panels(weights: Sequence[tuple[str, np.ndarray]], shape: Sequence[int], n: int = 10) -> Figure:
-    """Paper Fig. 3: first-layer weight vectors drawn as images, one row of ``n`` per model, each on its own
-    symmetric scale (white = 0)."""
+def weight_panels(
+    weights: Sequence[tuple[str, np.ndarray, Sequence[int]]],
+    n: int = 10,
+    title: str = "First-layer weights (one piece per maxout unit); red > 0, blue < 0, white = 0",
+) -> Figure:
+    """Paper Fig. 3: first-layer weight vectors drawn as images, one row of ``n`` per model (label, weights,
+    the shape of one unit's weights), each on its own symmetric scale (white = 0)."""
     fig, axes = plt.subplots(
         len(weights),
         n,
-        figsize=(1.15 * n + 1.2, 1.35 * len(weights) + 0.6),
+        figsize=(1.15 * n + 1.2, 1.35 * len(weights) + 1.2),
         squeeze=False,
         layout="constrained",
     )
-    for r, (label, w) in enumerate(weights):
+    for r, (label, w, shape) in enumerate(weights):
         for c in range(n):
             if c < len(w):
                 show_signed(axes[r, c], w[c], shape)
             else:
                 axes[r, c].axis("off")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("First-layer weights (one piece per maxout unit); red > 0, blue < 0, white = 0")
+    fig.suptitle(title)
     return fig
 
 

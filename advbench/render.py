@@ -1,32 +1,25 @@
-"""Every figure of the report: charts from the Parquet results, image panels from the first seed's checkpoints
-and the test set. ``make_figures`` is what ``advbench figures`` (the ``figures`` rule) runs.
+"""Every figure of the report, drawn from Parquet only: charts from the results tables, image panels from the
+panel tables that ``advbench panels`` wrote (:mod:`advbench.panels`). ``make_figures`` is what
+``advbench figures`` (the ``figures`` rule) runs; no checkpoint or dataset is read.
 
-The job (built by ``workflow/rules/report.smk``) names the runs each image figure shows, each with its model
-and regime spec and its first seed's checkpoint: ``weights`` (Fig. 3), ``examples`` (the panda figure),
-``logistic`` (Fig. 2, optional) and ``rubbish`` (noise samples, optional, with ``rubbish_n``,
-``rubbish_threshold`` and ``rubbish_seed``); ``example_eps``, ``n_examples``, ``transfer_eps``, ``dataset``
-and ``charts``, the charts to draw (default: all of :data:`CHARTS`; sweep and rubbish can be switched off).
+The job (built by ``workflow/rules/report_common.smk``): ``charts``, the charts to draw (default: all of
+:data:`CHARTS`), ``transfer_eps``, and ``images``: figure name -> ``{"panel", "dataset"}``, ``panel`` one of
+:data:`PANELS` (``examples``: the panda figure; ``weights``: Fig. 3; ``logistic``: Fig. 2; ``rubbish``: noise
+samples), the dataset whose rows it shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from advbench import figures, images
-from advbench.attacks import attack_mode, fgsm
-from advbench.config import model_spec_from_dict, regime_spec_from_dict
-from advbench.data import Splits, load_splits, to_float
+from advbench.data import dataset_info
 from advbench.figures import save
-from advbench.heads import probabilities
-from advbench.jobs import Trained, load_model
-from advbench.models import linear_layers
 from advbench.report import load_tables
-from advbench.training import task_seed
 
 #: figure name -> the results tables it needs (the figure is skipped with a log line when one is empty)
 CHARTS: dict[str, tuple[str, ...]] = {
@@ -38,28 +31,12 @@ CHARTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def trained(entry: dict) -> Trained:
-    return Trained(
-        model_spec_from_dict(entry["model"]), regime_spec_from_dict(entry["regime"]), entry["checkpoint"]
-    )
-
-
-@torch.inference_mode()
-def predict(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class and its probability under the model's head (softmax, sigmoid or RBF units)."""
-    with attack_mode(model):
-        conf, pred = probabilities(model, model(x)).max(dim=1)
-    return pred.numpy(), conf.numpy()
-
-
 def caption(dataset: str, cls: int, conf: float) -> str:
     return f"'{images.class_name(dataset, int(cls))}' {conf:.1%}"
 
 
-def first_of_each_class(y: np.ndarray, n: int) -> np.ndarray:
-    """Indices of test examples with ``n`` different labels, the first example of each, in test order."""
-    _, first = np.unique(y, return_index=True)
-    return np.sort(first)[:n]
+def run_name(row) -> str:
+    return f"{row.model}-{row.regime}"
 
 
 def chart(name: str, tables: dict[str, pd.DataFrame], job: dict):
@@ -78,110 +55,123 @@ def chart(name: str, tables: dict[str, pd.DataFrame], job: dict):
     return figures.rubbish_histogram(tables["rubbish"], tables["rubbish_classes"])
 
 
-def weights_figure(job: dict, splits: Splits) -> images.Figure:
-    """Fig. 3: first-layer weight vectors (one piece per maxout unit, or the classes' templates)."""
-    rows = []
-    for entry in job["weights"]:
-        t = trained(entry)
-        w = linear_layers(load_model(t, "cpu"))[0].weight.detach().numpy()
-        rows.append((entry["run"], (w[:: t.spec.pieces] if t.spec.arch == "maxout" else w)[:10]))
-    return images.weight_panels(rows, splits.x_test.shape[1:])
+def panel_rows(
+    tables: dict[str, pd.DataFrame], kind: str, name: str, dataset: str, figure: str | None = None
+) -> pd.DataFrame:
+    """The rows of panel table ``kind`` of ``dataset`` (and ``figure``, if given), in the order written."""
+    df = tables[kind]
+    keep = df["dataset"] == dataset
+    if figure is not None:
+        keep &= df["figure"] == figure
+    if not keep.any():
+        raise ValueError(
+            f"figure {name!r} needs {kind} rows of {dataset} {figure or ''}; none in the --results files"
+        )
+    return df[keep]
 
 
-def examples_figure(job: dict, splits: Splits) -> images.Figure:
-    """The panda figure: each ``examples`` run's FGSM examples of the first test inputs of distinct
-    classes."""
-    dataset, eps = job["dataset"], job["example_eps"]
-    idx = first_of_each_class(splits.y_test, job["n_examples"])
-    x, y = (
-        torch.from_numpy(to_float(splits.x_test[idx])),
-        torch.from_numpy(splits.y_test[idx].astype(np.int64)),
+def weights_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> images.Figure:
+    """Fig. 3: first-layer weight vectors of each run (one piece per maxout unit)."""
+    rows = panel_rows(tables, "panel_weights", name, dataset, "first_layer")
+    runs = [
+        (run, np.stack(list(df["weights"])), list(df["shape"].iloc[0]))
+        for run, df in rows.groupby(rows["model"] + "-" + rows["regime"], sort=False)
+    ]
+    colour = any(len(shape) == 3 and shape[0] == 3 for _, _, shape in runs)
+    scale = "RGB channels, mid-grey = 0" if colour else "red > 0, blue < 0, white = 0"
+    title = f"{dataset}: first-layer weights (one piece per maxout unit); {scale}"
+    return images.weight_panels(runs, title=title)
+
+
+def examples_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> images.Figure:
+    """The panda figure: each run's FGSM examples of the first test inputs of distinct classes."""
+    rows = panel_rows(tables, "panel_examples", name, dataset, "examples")
+    examples = [
+        images.Example(
+            np.asarray(r.clean),
+            np.asarray(r.adversarial),
+            images.class_name(dataset, r.label),
+            caption(dataset, r.clean_pred, r.clean_conf),
+            caption(dataset, r.adv_pred, r.adv_conf),
+            run_name(r),
+        )
+        for r in rows.itertuples()
+    ]
+    eps, shape = float(rows["eps"].iloc[0]), list(rows["shape"].iloc[0])
+    if dataset_info(dataset).pixel_space:
+        title = f"FGSM examples on {dataset} test inputs, ε = {eps:g} (unclipped; drawn clipped to [0, 1])"
+        return images.adversarial_grid(
+            examples, shape, eps, title, f"+ ε·sign(∇ₓJ), ε = {eps:g}\nblue −ε, red +ε"
+        )
+    lim = float(max(np.abs(np.asarray(p)).max() for p in rows["perturbation"])) or 1.0
+    title = (
+        f"FGSM examples on {dataset} test inputs, ε = {eps:g} in the whitened input space; drawn with the "
+        "ZCA inverted,\neach clean image and its adversarial version scaled by the clean image's range"
     )
-    rows = []
-    for entry in job["examples"]:
-        model = load_model(trained(entry), "cpu")
-        x_adv = fgsm(model, x, y, eps)
-        (p0, c0), (p1, c1) = predict(model, x), predict(model, x_adv)
-        for i in range(len(idx)):
-            label = images.class_name(dataset, int(y[i]))
-            rows.append(
-                images.Example(
-                    x[i].numpy(),
-                    x_adv[i].numpy(),
-                    label,
-                    caption(dataset, p0[i], c0[i]),
-                    caption(dataset, p1[i], c1[i]),
-                    entry["run"],
-                )
-            )
-    title = f"FGSM examples on {dataset} test inputs, ε = {eps:g} (unclipped; drawn clipped to [0, 1])"
-    return images.adversarial_grid(rows, splits.x_test.shape[1:], eps, title)
+    return images.adversarial_grid(examples, shape, lim, title, f"+ ε·sign(∇ₓJ), ε = {eps:g}\n(ZCA inverted)")
 
 
-def logistic_figure(job: dict, splits: Splits, attack: pd.DataFrame) -> images.Figure:
+def logistic_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> images.Figure:
     """Fig. 2: the logistic regression's weights, their sign, a clean input of each class and its FGSM
     version; the title carries the clean and FGSM error of the attack results (mean over seeds)."""
-    entry, eps = job["logistic"], job["example_eps"]
-    t = trained(entry)
-    model = load_model(t, "cpu")
-    w = linear_layers(model)[0].weight.detach().numpy()[0]
-    classes = list(t.spec.classes or (0, 1))
-    idx = [int(np.flatnonzero(splits.y_test == c)[0]) for c in classes]
-    x = torch.from_numpy(to_float(splits.x_test[idx]))
-    x_adv = fgsm(model, x, torch.arange(len(classes)), eps)
-    mine = attack[(attack["model"] == t.spec.name) & (attack["regime"] == t.regime.name) & ~attack["clipped"]]
-    err = mine.groupby("eps")["error"].mean() * 100
+    ex = panel_rows(tables, "panel_examples", name, dataset, "logistic")
+    w = np.asarray(panel_rows(tables, "panel_weights", name, dataset, "logistic")["weights"].iloc[0])
+    first = ex.iloc[0]
+    eps, run = float(first["eps"]), f"{first['model']}-{first['regime']}"
+    attack = tables["attack"]
+    mine = attack[(attack["model"] == first["model"]) & (attack["regime"] == first["regime"])]
+    err = mine[~mine["clipped"]].groupby("eps")["error"].mean() * 100
     rates = f"; test error {err.iloc[0]:.1f}% clean" if len(err) else ""
     if len(err) and np.isclose(err.index, eps).any():
         rates += f", {err[np.isclose(err.index, eps)].iloc[0]:.1f}% at ε = {eps:g}"
-    title = f"{entry['run']}: {' vs '.join(map(str, classes))}, FGSM ε = {eps:g}{rates} (paper: 1.6% / 99%)"
-    return images.logistic_panels(w, x.numpy(), x_adv.numpy(), splits.x_test.shape[1:], title)
+    classes = " vs ".join(str(c) for c in ex["label"])
+    title = f"{run}: {classes}, FGSM ε = {eps:g}{rates} (paper: 1.6% / 99%)"
+    clean, adversarial = np.stack(list(ex["clean"])), np.stack(list(ex["adversarial"]))
+    return images.logistic_panels(w, clean, adversarial, list(first["shape"]), title)
 
 
-def rubbish_figure(job: dict, splits: Splits, k: int = 8) -> images.Figure:
-    """App. A: the first ``k`` noise inputs of the rubbish experiment's first seed (the same generator as
-    :func:`advbench.experiments.rubbish_task`) and every model's prediction on them."""
-    dims = to_float(splits.x_test[:1]).shape[1:]
-    gen = torch.Generator().manual_seed(task_seed(job["dataset"], "rubbish", job["rubbish_seed"]))
-    noise = torch.randn(job["rubbish_n"], *dims, generator=gen)[:k]
-    rows = []
-    for entry in job["rubbish"]:
-        pred, conf = predict(load_model(trained(entry), "cpu"), noise)
-        rows.append(
-            [(images.class_name(job["dataset"], int(p)), float(c)) for p, c in zip(pred, conf, strict=True)]
-        )
-    labels = [entry["run"] for entry in job["rubbish"]]
-    return images.rubbish_samples(
-        noise.numpy(), rows, labels, splits.x_test.shape[1:], job["rubbish_threshold"]
-    )
+def rubbish_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> images.Figure:
+    """App. A: the rubbish experiment's first noise inputs (first seed) and every model's prediction."""
+    rows = panel_rows(tables, "panel_rubbish", name, dataset)
+    runs = list(rows.groupby(rows["model"] + "-" + rows["regime"], sort=False))
+    noise = np.stack(list(runs[0][1].sort_values("sample")["noise"]))
+    predictions = [
+        [
+            (images.class_name(dataset, int(r.pred)), float(r.conf))
+            for r in df.sort_values("sample").itertuples()
+        ]
+        for _, df in runs
+    ]
+    threshold = float(rows["threshold"].iloc[0])
+    shape = list(rows["shape"].iloc[0])
+    return images.rubbish_samples(noise, predictions, [run for run, _ in runs], shape, threshold)
 
 
-def image_figures(job: dict, splits: Splits, tables: dict[str, pd.DataFrame]) -> dict[str, Callable]:
-    """Name -> a thunk drawing the image figure; the optional ones only when the job names their runs."""
-    out: dict[str, Callable] = {
-        "first_layer_weights": lambda: weights_figure(job, splits),
-        "adversarial_examples": lambda: examples_figure(job, splits),
-    }
-    if job.get("logistic"):
-        out["logistic_weights"] = lambda: logistic_figure(job, splits, tables["attack"])
-    if job.get("rubbish"):
-        out["rubbish_samples"] = lambda: rubbish_figure(job, splits)
-    return out
+#: panel kind -> the function drawing it from the tables
+PANELS = {
+    "examples": examples_figure,
+    "weights": weights_figure,
+    "logistic": logistic_figure,
+    "rubbish": rubbish_figure,
+}
 
 
-def make_figures(paths: Sequence[Path], data: Path, job: dict, out_dir: Path) -> list[Path]:
-    """Every figure of the report as PNG and PDF under ``out_dir``; returns the files written."""
+def make_figures(paths: Sequence[Path], job: dict, out_dir: Path) -> list[Path]:
+    """Every figure of the report as PNG and PDF under ``out_dir``, from the Parquet files ``paths`` (results
+    and panels); returns the files written."""
     tables = load_tables(paths)
     written: list[Path] = []
     for name in job.get("charts", CHARTS):
-        needs = CHARTS[name]
-        missing = [kind for kind in needs if tables[kind].empty]
+        missing = [kind for kind in CHARTS[name] if tables[kind].empty]
         if missing:
             raise ValueError(
                 f"figure {name!r} needs results of kind {missing}; none among the --results files"
             )
         written += save(chart(name, tables, job), out_dir / name)
-    splits = load_splits(data)
-    for name, draw in image_figures(job, splits, tables).items():
-        written += save(draw(), out_dir / name)
+    for name, image in job.get("images", {}).items():
+        if image["panel"] not in PANELS:
+            raise ValueError(
+                f"figure {name!r}: unknown panel {image['panel']!r}; expected one of {list(PANELS)}"
+            )
+        written += save(PANELS[image["panel"]](tables, name, image["dataset"]), out_dir / name)
     return written

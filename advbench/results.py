@@ -128,6 +128,48 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
+_PANEL_KEYS = [*_KEYS, pa.field("model", pa.string(), False), pa.field("regime", pa.string(), False)]
+_IMAGE = [pa.field("shape", pa.list_(pa.int64()), False)]  # (channels, height, width) of the flat images
+#: the image panels' data (advbench/panels.py): images in display space, flat, with their shape
+SCHEMAS |= {
+    "panel_examples": pa.schema(
+        [
+            *_PANEL_KEYS,
+            pa.field("figure", pa.string(), False),
+            pa.field("example", pa.int64(), False),
+            pa.field("label", pa.int64(), False),
+            pa.field("eps", pa.float64(), False),
+            *_IMAGE,
+            pa.field("clean", pa.list_(pa.float32()), False),
+            pa.field("perturbation", pa.list_(pa.float32()), False),
+            pa.field("adversarial", pa.list_(pa.float32()), False),
+            pa.field("clean_pred", pa.int64(), False),
+            pa.field("clean_conf", pa.float64(), False),
+            pa.field("adv_pred", pa.int64(), False),
+            pa.field("adv_conf", pa.float64(), False),
+        ]
+    ),
+    "panel_weights": pa.schema(
+        [
+            *_PANEL_KEYS,
+            pa.field("figure", pa.string(), False),
+            pa.field("unit", pa.int64(), False),
+            *_IMAGE,
+            pa.field("weights", pa.list_(pa.float32()), False),
+        ]
+    ),
+    "panel_rubbish": pa.schema(
+        [
+            *_PANEL_KEYS,
+            pa.field("sample", pa.int64(), False),
+            pa.field("threshold", pa.float64(), False),
+            *_IMAGE,
+            pa.field("noise", pa.list_(pa.float32()), False),
+            pa.field("pred", pa.int64(), False),
+            pa.field("conf", pa.float64(), False),
+        ]
+    ),
+}
 
 
 class ResultsError(RuntimeError):

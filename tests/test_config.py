@@ -128,3 +128,27 @@ def test_optional_experiments_switch_off_with_null(config, section):
     bad[section]["unknown_key"] = 1
     with pytest.raises(ConfigError, match=section):
         validate_config(bad)
+
+
+def test_report_images_take_runs_of_any_dataset(config):
+    cifar = copy.deepcopy(config)
+    cifar["runs"].append({"model": "conv_maxout", "regime": "clean", "attack": {"clip": [False]}})
+    cifar["report"] = {"examples": ["maxout-clean", "conv_maxout-clean"], "weights": ["conv_maxout-clean"]}
+    validate_config(cifar)
+    assert cifar["report"]["example_eps_by_dataset"] == {"cifar10": 0.1}  # F3's eps, a schema default
+    for key, run, message in [
+        ("examples", "conv_maxout-adversarial", r"report\.examples\[0\]: 'conv_maxout-adversarial' is not a"),
+        (
+            "weights",
+            "rbf-clean",
+            r"report\.weights\[0\]: 'rbf-clean' \(arch rbf\) has no first layer",
+        ),
+    ]:
+        bad = copy.deepcopy(config)
+        bad["report"] = {key: [run]}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["report"] = {"example_eps_by_dataset": {"svhn": 0.1}}
+    with pytest.raises(ConfigError, match=r"report\.example_eps_by_dataset: unknown dataset 'svhn'"):
+        validate_config(bad)

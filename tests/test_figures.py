@@ -133,7 +133,7 @@ def test_adversarial_grid_draws_colour_images_in_colour(shape):
     rng = np.random.default_rng(0)
     clean = rng.random(int(np.prod(shape)))
     ex = images.Example(clean, clean + 0.1, "cat", "'cat' 90.0%", "'frog' 99.0%", "conv-clean")
-    fig = images.adversarial_grid([ex, ex], shape, 0.1, "title")
+    fig = images.adversarial_grid([ex, ex], shape, 0.1, "title", "+ perturbation")
     drawn = [ax.images[0].get_array() for ax in fig.axes]
     assert len(drawn) == 6
     assert drawn[0].ndim == len(shape)  # grey stays 2-D, colour is (H, W, 3)
@@ -147,8 +147,9 @@ def test_logistic_and_weight_panels():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:2] == ["(a) weights w", "(b) sign(w)"] and "(c) clean" in titles
     assert set(np.unique(fig.axes[1].images[0].get_array())) == {-1.0, 1.0}
-    fig = images.weight_panels([("a", np.ones((10, 784))), ("b", -np.ones((3, 784)))], (28, 28))
+    fig = images.weight_panels([("a", np.ones((10, 784)), (28, 28)), ("b", -np.ones((3, 75)), (3, 5, 5))])
     assert len(fig.axes) == 20 and not fig.axes[-1].axison  # missing units are left blank
+    assert fig.axes[10].images[0].get_array().shape == (5, 5, 3)  # each row its own shape, colour kernels
 
 
 def test_class_names():

@@ -84,12 +84,15 @@ FIGURES = [
     "fgsm_vs_eps",
     "transfer_matrix",
     "training_curves",
-    "first_layer_weights",
-    "adversarial_examples",
+    "first_layer_weights_mnist",
+    "first_layer_weights_cifar10",
+    "adversarial_examples_mnist",
+    "adversarial_examples_cifar10",  # the smoke preset's tiny conv maxout
     "logistic_weights",
     "logits_vs_eps",
     "rubbish_histogram",
-    "rubbish_samples",
+    "rubbish_samples_mnist",
+    "rubbish_samples_cifar10",
 ]
 
 

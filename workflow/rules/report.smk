@@ -3,9 +3,6 @@ a figures and a tables subcategory in each, labels naming the figure or table an
 """
 
 
-include: "report_common.smk"
-
-
 localrules:
     report,
     figures,
@@ -27,8 +24,7 @@ rule report:
 rule figures:
     input:
         results=all_results(),
-        data=data_path(DATASET),
-        checkpoints=[run_checkpoints(dataset_of(r), r)[0] for r in report_figure_runs()],
+        panels=list(PANEL_TABLES.values()),
     output:
         **figure_outputs(),
     log:
@@ -36,7 +32,7 @@ rule figures:
     conda:
         "../envs/advbench.yaml"
     params:
-        job=report_figure_job(),
+        job=figures_job(),
     shell:
-        "advbench figures --results {input.results} --data {input.data} --job {params.job:q}"
+        "advbench figures --results {input.results} {input.panels} --job {params.job:q}"
         " --out-dir results/figures > {log} 2>&1"

@@ -1,5 +1,5 @@
-"""Helpers of report.smk: which tables and figures the config asks for, their report categories and labels,
-and the figures job (see advbench/render.py)."""
+"""Helpers of report.smk and panels.smk: which tables and figures the config asks for, their report
+categories and labels, and the figures job (see advbench/render.py)."""
 
 # name -> (report category, runs shown); a table is registered as HTML (shown in the report), LaTeX, CSV
 # and Markdown
@@ -40,33 +40,62 @@ def runs_text(runs):
     return ", ".join(runs)
 
 
-def rubbish_image_runs():
-    """The rubbish runs whose noise samples are drawn: those of the workflow's dataset (the image panels
-    show one dataset's inputs; every rubbish run is in the tables and the histogram)."""
-    return [r for r in config["rubbish"]["runs"] if dataset_of(r) == DATASET]
+def rubbish_runs():
+    return config["rubbish"]["runs"] if config["rubbish"] else []
+
+
+def by_dataset(runs):
+    """dataset -> its runs among ``runs``, datasets and runs in the order given."""
+    out = {}
+    for run in runs:
+        out.setdefault(dataset_of(run), []).append(run)
+    return out
+
+
+# panel kind (advbench/render.py) -> (figure name stem, report category); one figure per dataset
+IMAGE_PANELS = {
+    "examples": ("adversarial_examples", CAT["fgsm"]),
+    "weights": ("first_layer_weights", CAT["training"]),
+    "rubbish": ("rubbish_samples", CAT["rubbish"]),
+}
+
+
+def image_figures():
+    """name -> (panel kind, dataset, runs shown) of every image figure: one panda figure, Fig. 3 and
+    rubbish-samples figure per dataset of their runs, and Fig. 2 (the first logistic run).
+    """
+    rep = config["report"]
+    sources = {
+        "examples": rep["examples"],
+        "weights": rep["weights"],
+        "rubbish": rubbish_runs(),
+    }
+    out = {}
+    for panel, runs in sources.items():
+        for dataset, shown in by_dataset(runs).items():
+            out[f"{IMAGE_PANELS[panel][0]}_{dataset}"] = (panel, dataset, shown)
+    if LOGISTIC_RUNS:
+        run = LOGISTIC_RUNS[0]
+        out["logistic_weights"] = ("logistic", dataset_of(run), [run])
+    return out
 
 
 def figure_entries():
-    """name -> (category, runs shown) of every figure the config asks for."""
-    rep = config["report"]
+    """name -> (category, runs shown, caption stem) of every figure the config asks for."""
     pairs = sorted({run for pair in PAIRS for run in pair})
     out = {
         "fgsm_vs_eps": (CAT["fgsm"], ALL_RUNS),
-        "adversarial_examples": (CAT["fgsm"], runs_text(rep["examples"])),
         "training_curves": (CAT["training"], ALL_RUNS),
-        "first_layer_weights": (CAT["training"], runs_text(rep["weights"])),
         "transfer_matrix": (CAT["transfer"], runs_text(pairs)),
     }
-    if LOGISTIC_RUNS:
-        out["logistic_weights"] = (CAT["linear"], LOGISTIC_RUNS[0])
     if config["sweep"]:
         out["logits_vs_eps"] = (CAT["sweep"], config["sweep"]["run"])
     if config["rubbish"]:
-        out["rubbish_histogram"] = (
-            CAT["rubbish"],
-            runs_text(config["rubbish"]["runs"]),
-        )
-        out["rubbish_samples"] = (CAT["rubbish"], runs_text(rubbish_image_runs()))
+        out["rubbish_histogram"] = (CAT["rubbish"], runs_text(rubbish_runs()))
+    out = {name: (*entry, name) for name, entry in out.items()}
+    for name, (panel, _, runs) in image_figures().items():
+        stem, category = IMAGE_PANELS.get(panel, ("logistic_weights", CAT["linear"]))
+        out[name] = (category, runs_text(runs), stem)
     return out
 
 
@@ -100,10 +129,10 @@ def table_outputs():
 
 def figure_outputs():
     out = {}
-    for name, (category, runs) in FIGURES.items():
+    for name, (category, runs, stem) in FIGURES.items():
         out[name] = report(
             f"results/figures/{name}.png",
-            caption=f"../report/{name}.rst",
+            caption=f"../report/{stem}.rst",
             category=category,
             subcategory="figures",
             labels={"figure": name, "runs": runs},
@@ -112,8 +141,24 @@ def figure_outputs():
     return out
 
 
-def figure_entry(run):
-    """A run's specs and its first seed's checkpoint, for the image figures."""
+def figures_job():
+    """The figures job: the charts to draw and every image figure's panel and dataset (advbench/render.py)."""
+    images = {
+        name: {"panel": panel, "dataset": dataset}
+        for name, (panel, dataset, _) in image_figures().items()
+    }
+    job = {"charts": CHARTS, "transfer_eps": config["report"]["transfer_eps"]}
+    return json.dumps(job | {"images": images}, sort_keys=True)
+
+
+PANEL_TABLES = {
+    kind: f"results/panels/{kind}.parquet"
+    for kind in ("examples", "weights", "rubbish")
+}
+
+
+def panel_entry(run):
+    """A run's specs and its first seed's checkpoint."""
     model, regime = split_run_id(run)
     return {
         "run": run,
@@ -123,24 +168,41 @@ def figure_entry(run):
     }
 
 
-def report_figure_runs():
+def panel_runs():
+    """Every run an image figure shows, once."""
     rep = config["report"]
-    runs = rep["weights"] + rep["examples"] + LOGISTIC_RUNS[:1]
-    if config["rubbish"]:
-        runs += rubbish_image_runs()
+    runs = rep["examples"] + rep["weights"] + LOGISTIC_RUNS[:1] + rubbish_runs()
     return list(dict.fromkeys(runs))
 
 
-def report_figure_job():
-    """The figures job: the charts to draw and the runs of every image figure (see advbench/render.py)."""
-    rep = config["report"]
-    job = {k: rep[k] for k in ("example_eps", "n_examples", "transfer_eps")}
-    job |= {"dataset": DATASET, "charts": CHARTS}
-    job |= {k: [figure_entry(r) for r in rep[k]] for k in ("weights", "examples")}
-    if LOGISTIC_RUNS:
-        job["logistic"] = figure_entry(LOGISTIC_RUNS[0])
-    if config["rubbish"]:
-        job["rubbish"] = [figure_entry(r) for r in rubbish_image_runs()]
-        job |= {"rubbish_n": config["rubbish"]["n"], "rubbish_seed": SEEDS[0]}
-        job["rubbish_threshold"] = config["rubbish"]["threshold"]
+def panel_datasets():
+    """The datasets whose test inputs the panels attack: those of the examples and the logistic run."""
+    runs = config["report"]["examples"] + LOGISTIC_RUNS[:1]
+    return list(dict.fromkeys(map(dataset_of, runs)))
+
+
+def panels_job():
+    """The panels job: the runs of every image figure and their settings (advbench/panels.py)."""
+    rep, rubbish = config["report"], config["rubbish"] or {}
+    datasets = set(map(dataset_of, panel_runs()))
+    job = {
+        "seed": SEEDS[0],
+        "data": {ds: data_path(ds) for ds in panel_datasets()},
+        "examples": [panel_entry(r) for r in rep["examples"]],
+        "weights": [panel_entry(r) for r in rep["weights"]],
+        "logistic": panel_entry(LOGISTIC_RUNS[0]) if LOGISTIC_RUNS else None,
+        "rubbish": [panel_entry(r) for r in rubbish_runs()],
+        "example_eps": {
+            ds: rep["example_eps_by_dataset"].get(ds, rep["example_eps"])
+            for ds in datasets
+        },
+        "n_examples": rep["n_examples"],
+        "n_weights": 10,
+        "rubbish_n": {
+            ds: rubbish.get("n_by_dataset", {}).get(ds, rubbish.get("n", 0))
+            for ds in datasets
+        },
+        "rubbish_k": 8,
+        "rubbish_threshold": rubbish.get("threshold", 0.5),
+    }
     return json.dumps(job, sort_keys=True)
