@@ -20,11 +20,16 @@ SBATCH = REPO / "workflow/slurm/ray-cluster.sbatch"
 NODE = REPO / "workflow/slurm/ray-node.sh"
 
 
-def ray_rules() -> set[str]:
-    """The rules whose jobs start or join Ray: their threads come from the Ray section of common.smk."""
+def rule_blocks() -> dict[str, str]:
+    """Each rule's text in workflow/rules."""
     text = "\n".join(p.read_text() for p in sorted((REPO / "workflow/rules").glob("*.smk")))
     blocks = re.split(r"^(?=rule \w+:)", text, flags=re.M)
-    return {re.match(r"rule (\w+):", b).group(1) for b in blocks if "threads: RAY_THREADS" in b}
+    return {m.group(1): b for b in blocks if (m := re.match(r"rule (\w+):", b))}
+
+
+def ray_rules() -> set[str]:
+    """The rules whose jobs start or join Ray: their threads come from the Ray section of common.smk."""
+    return {rule for rule, block in rule_blocks().items() if "threads: RAY_THREADS" in block}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_dry_run_plans_every_ray_job_with_the_profiles_resources(plan, profile):
     for job in ray_jobs:
         threads, res = profile["set-threads"][job["rule"]], profile["set-resources"][job["rule"]]
         assert job["threads"] == threads, job["rule"]  # sbatch --cpus-per-task
-        assert f"--threads {threads} " in job["shell"], job["rule"]  # the job's own Ray gets those CPUs
+        assert "--threads {threads} " in rule_blocks()[job["rule"]], job["rule"]  # its Ray gets them
         for key in ("slurm_partition", "gpu", "mem_mb", "runtime"):
             assert job["resources"][key] == str(res[key]), (job["rule"], key)
 
