@@ -176,10 +176,10 @@ def checkpoint_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
 
 
 def training_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
-    """A learning rate that overflows float32: the task must fail naming model and epoch."""
+    """A learning rate that makes the weights overflow: the task must fail naming model and epoch."""
     from advbench.config import model_spec, regime_spec, spec_to_json
 
-    entry = {**config["models"]["softmax"], "train": {**config["models"]["softmax"]["train"], "lr": 1e300}}
+    entry = {**config["models"]["softmax"], "train": {**config["models"]["softmax"]["train"], "lr": 1e38}}
     argv = ["advbench", "train", "--data", str(workdir / "resources/data/mnist.npz"), "--no-ray"]
     argv += [
         "--job",

@@ -66,7 +66,7 @@ def test_killed_at_every_stage_the_rerun_equals_an_uninterrupted_run(reference, 
 
 def test_bad_inputs_are_refused_and_nothing_finished_is_lost(reference, mnist_dir, tmp_path):
     summary = Summary()
-    names = {"NaN eps", "shell in data.dir", "wrong hash", "pickle payload", "torch.save payload"}
+    names = {"NaN eps", "shell in data.dir", "wrong hash", "pickle payload", "torch.save payload", "NaN loss"}
     check_bad_inputs(reference, reference.workdir, mnist_dir, tmp_path, summary, names, say=lambda _: None)
     assert sorted(n for n, _, _ in summary.bad_inputs) == sorted(names)
     assert [(n, said) for n, rejected, said in summary.bad_inputs if not rejected] == []
