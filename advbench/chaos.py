@@ -44,11 +44,14 @@ class Run(subprocess.Popen):
 
     log: Path
     log_offset: int = 0
+    _log_read: bytes = b""
 
     def log_text(self) -> str:
+        """This run's log so far (read on from where the last call stopped: the harness polls it)."""
         with open(self.log, "rb") as fh:
-            fh.seek(self.log_offset)
-            return fh.read().decode(errors="replace")
+            fh.seek(self.log_offset + len(self._log_read))
+            self._log_read += fh.read()
+        return self._log_read.decode(errors="replace")
 
 
 def running_rules(log_text: str) -> set[str]:

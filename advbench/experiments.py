@@ -108,6 +108,12 @@ def ensemble_task(
     return _result(rows, device)
 
 
+def rubbish_inputs(dataset: str, seed: int, n: int) -> torch.Tensor:
+    """The rubbish experiment's ``n`` N(0, I) inputs of ``dataset`` and ``seed`` (shared by its models)."""
+    gen = torch.Generator().manual_seed(task_seed(dataset, "rubbish", seed))
+    return torch.randn((n, dataset_info(dataset).n_inputs), generator=gen)
+
+
 def rubbish_task(
     data: dict,
     runs: dict,
@@ -127,9 +133,7 @@ def rubbish_task(
     for trained in runs.values():
         name = trained.spec.dataset
         model = load_model(trained, device)
-        gen = torch.Generator().manual_seed(task_seed(name, "rubbish", seed))
-        size = (n_by_dataset.get(name, n), dataset_info(name).n_inputs)
-        noise = torch.randn(size, generator=gen).to(device)
+        noise = rubbish_inputs(name, seed, n_by_dataset.get(name, n)).to(device)
         summary, hist = analyses.rubbish(model, noise, threshold, batch_size)
         keys = {"dataset": name, "seed": seed, "model": trained.spec.name, "regime": trained.regime.name}
         rows.append(keys | summary)

@@ -34,11 +34,11 @@ import torch
 from advbench.attacks import attack_mode, fgsm
 from advbench.config import CONFIG_HASH_ENV, model_spec_from_dict, regime_spec_from_dict
 from advbench.data import PREP_PREFIX, dataset_info, model_inputs
+from advbench.experiments import rubbish_inputs
 from advbench.heads import probabilities
 from advbench.jobs import Trained, load_model
 from advbench.models import conv_layers, linear_layers
 from advbench.results import provenance, write_table
-from advbench.training import task_seed
 
 KINDS = ("panel_examples", "panel_weights", "panel_rubbish")
 
@@ -134,10 +134,8 @@ def weight_rows(t: Trained, n: int, seed: int, figure: str) -> list[dict]:
 
 
 def rubbish_noise(dataset: str, seed: int, n: int, k: int) -> torch.Tensor:
-    """The first ``k`` of the rubbish experiment's ``n`` N(0, I) inputs of ``dataset`` and ``seed`` (the
-    generator of :func:`advbench.experiments.rubbish_task`)."""
-    gen = torch.Generator().manual_seed(task_seed(dataset, "rubbish", seed))
-    return torch.randn((n, dataset_info(dataset).n_inputs), generator=gen)[:k]
+    """The first ``k`` of the rubbish experiment's ``n`` inputs of ``dataset`` and ``seed``."""
+    return rubbish_inputs(dataset, seed, n)[:k]
 
 
 def rubbish_rows(t: Trained, noise: torch.Tensor, threshold: float, seed: int) -> list[dict]:
