@@ -41,12 +41,19 @@ def input_gradient(
 
     The default loss is the model head's ``-log p_y`` (cross-entropy for a softmax).
     """
+    return logits_and_input_gradient(model, x, y, loss)[1]
+
+
+def logits_and_input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs on ``x`` (detached) and :func:`input_gradient`, from one forward pass."""
     x = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)  # a new leaf; no copy needed
     with torch.enable_grad():
         out = model(x)
         value = attack_loss(model, out, y, "sum") if loss is None else loss(out, y, reduction="sum")
         (grad,) = torch.autograd.grad(value, x)
-    return grad
+    return out.detach(), grad
 
 
 def linf_pgd(

@@ -43,6 +43,8 @@ class BenchConfig:
     fgsm_images_large: int = 1024  # the 1600-unit maxout: 16x the work per image
     train_examples: int = 5000
     train_examples_large: int = 800
+    malloc_rounds: int = 2  # fresh processes per allocator setting (bench_step.malloc_rows)
+    malloc_steps: int = 20  # training steps per timing; 1600 units: a quarter
     reps: int = 5
     warmup: int = 1
     threads: int = 1
@@ -54,7 +56,8 @@ class BenchConfig:
         """Seconds, not minutes: for CI and tests (timings too short to compare with the targets)."""
         return cls(
             models=("softmax", "maxout240"), batch_sizes=(32,), fgsm_images=64, fgsm_images_large=64,
-            train_examples=200, train_examples_large=200, reps=2, sections=sections,
+            train_examples=200, train_examples_large=200, reps=2, malloc_rounds=1, malloc_steps=4,
+            sections=sections,
         )  # fmt: skip
 
 
@@ -142,13 +145,20 @@ def fgsm_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dic
 
 
 def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    from advbench.bench_step import malloc_rows, maxout_max_rows
     from advbench.bench_train import epoch_rows
 
     rows = []
     for name in cfg.models:
-        n = cfg.train_examples_large if name == "maxout1600" else cfg.train_examples
+        large = name == "maxout1600"
+        n = cfg.train_examples_large if large else cfg.train_examples
         log.info("training epochs: %s, %d examples", name, n)
         rows += epoch_rows(name, model_spec(name), x[:n], y[:n], cfg.reps, cfg.warmup)
+        if name in MAXOUTS and x.device.type == "cpu":
+            log.info("training step: %s, max over pieces and malloc settings", name)
+            rows += maxout_max_rows(name, model_spec(name), cfg.reps, cfg.warmup)
+            steps = max(cfg.malloc_steps // 4 if large else cfg.malloc_steps, 1)
+            rows += malloc_rows(name, model_spec(name), cfg.malloc_rounds, steps, cfg.reps)
     return rows
 
 
@@ -196,9 +206,12 @@ def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[torch.Tensor, t
 
 
 def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str = "cpu") -> list[dict]:
-    """Every section of ``cfg.sections``, in order; rows with targets attached."""
+    """Every section of ``cfg.sections``, in order; rows with targets attached. The process's malloc is
+    tuned as in advbench's tasks (:mod:`advbench.allocator`); the peers share the process, hence it too."""
+    from advbench.allocator import tune_allocator
     from advbench.bench_workflow import WorkflowRunError, workflow_rows
 
+    tune_allocator()
     splits = load_splits(data_path)
     test, train = (
         _tensors(splits.x_test, splits.y_test, device),

@@ -312,8 +312,13 @@ def task_device(num_gpus_per_task: float) -> str:
 
 def init_task(num_cpus: float) -> None:
     """Per-task setup: torch gets as many threads as the task has CPUs and deterministic algorithms only
-    (results do not depend on the machine's load or core count); log lines go to stderr."""
+    (results do not depend on the machine's load or core count); freed memory is kept for reuse
+    (:mod:`advbench.allocator`); log lines go to stderr."""
     import torch
+
+    from advbench.allocator import tune_allocator
+
+    tune_allocator()
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advbench.attacks import attack_mode, fgsm_from_direction, input_gradient
+from advbench.attacks import attack_mode, fgsm_from_direction, logits_and_input_gradient
 from advbench.heads import probabilities
 
 
@@ -68,7 +68,9 @@ def fgsm_scores(
 ) -> list[dict]:
     """FGSM examples crafted on ``source`` and scored on ``target`` for every (eps, clipped) cell.
 
-    The sign of the input gradient does not depend on eps, so it is computed once per batch.
+    The sign of the input gradient does not depend on eps, so it is computed once per batch. Cells whose
+    examples are the clean inputs (eps 0, clipped or not) share one clean forward pass of ``target``; when
+    ``target`` is ``source`` that pass is the gradient's own forward.
     """
     tallies = {(e, c): Tally() for e in eps for c in clips}
     with attack_mode(target):
@@ -76,10 +78,16 @@ def fgsm_scores(
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             labels = attack_labels(source, xb, yb, label_source)
             with attack_mode(source):
-                direction = input_gradient(source, xb, labels).sign()
+                logits, grad = logits_and_input_gradient(source, xb, labels)
+            direction = grad.sign()
+            clean = probabilities(target, logits) if target is source else None
             with torch.inference_mode():
                 for (e, c), tally in tallies.items():
                     x_adv = fgsm_from_direction(xb, direction, e, c)
-                    probs = probabilities(target, target(x_adv))
+                    if e == 0 and torch.equal(x_adv, xb):
+                        clean = probabilities(target, target(xb)) if clean is None else clean
+                        probs = clean
+                    else:
+                        probs = probabilities(target, target(x_adv))
                     tally.add(probs, yb, float((x_adv - xb).abs().max()))
     return [{"eps": float(e), "clipped": c, **t.row()} for (e, c), t in tallies.items()]

@@ -121,10 +121,10 @@ def first_layer(t: Trained, n: int) -> tuple[np.ndarray, list[int]]:
     layers = convs or linear_layers(model)
     if not layers:
         raise PanelError(f"{t.spec.name}-{t.regime.name}: a {t.spec.arch} model has no first layer to draw")
-    w = layers[0].weight.detach().numpy()
-    pieces = {"maxout": t.spec.pieces, "conv_maxout": t.spec.conv_pieces}.get(t.spec.arch, 1)
+    pieced = [m for m in model.modules() if hasattr(m, "unit_weights")]
+    w = (pieced[0].unit_weights() if pieced else layers[0].weight).detach().numpy()[:n]
     shape = list(w.shape[1:]) if convs else list(dataset_info(t.spec.dataset).shape)
-    return w[::pieces][:n].reshape(min(n, len(w[::pieces])), -1), shape
+    return w.reshape(len(w), -1), shape
 
 
 def weight_rows(t: Trained, n: int, seed: int, figure: str) -> list[dict]:

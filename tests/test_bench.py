@@ -58,7 +58,9 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
-    assert len(ratios) == 9 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    assert len(ratios) == 11 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    steps = rows[rows["metric"].str.startswith("step_seconds_adversarial")]  # maxout240, two processes
+    assert list(steps["model"]) == ["maxout240"] * 2 and (steps["value"] > 0).all()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["metric", "value", "target", "ok"]
     assert len(summary) == rows["target"].notna().sum() and summary["metric"].is_unique

@@ -25,8 +25,9 @@ def test_maxout_takes_max_over_pieces():
     model = build(maxout(units=2, pieces=3, hidden_layers=1)).eval()
     maxout_layer = model.net[1]
     x = torch.rand(4, 784)
-    z = maxout_layer.linear(x).view(4, 2, 3)
-    assert torch.equal(maxout_layer(x), z.max(dim=2).values)
+    z = maxout_layer.linear(x).view(4, 3, 2)  # piece-major: row p * units + u is piece p of unit u
+    assert torch.equal(maxout_layer(x), z.max(dim=1).values)
+    assert torch.equal(maxout_layer.unit_weights(), maxout_layer.linear.weight[:2])
 
 
 def test_max_col_norm_caps_every_unit():

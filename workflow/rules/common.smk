@@ -21,6 +21,7 @@ from advbench.config import (
 )
 from advbench.data import dataset_info
 from advbench.dispatch import claim_workdir, start_shared_head, stop_shared_head
+from advbench.schedule import train_priority
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:

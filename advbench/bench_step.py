@@ -1,0 +1,93 @@
+"""Two costs inside a training step, each measured against its alternative: the maxout's max over pieces
+(piece-major layout, :class:`advbench.models.Maxout`, against pylearn2's unit-major one) and glibc's malloc
+(the tuned thresholds of :mod:`advbench.allocator` against glibc's defaults, in fresh processes).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import torch
+
+from advbench.bench_timing import median, time_interleaved
+from advbench.config import ModelSpec
+from advbench.models import build
+from advbench.training import Sgd, objective, sgd_step
+
+BATCH = 100  # the paper's minibatch
+
+
+def maxout_max_rows(name: str, spec: ModelSpec, reps: int, warmup: int) -> list[dict]:
+    """Forward + backward of one maxout layer's max over pieces, unit-major ÷ piece-major layout."""
+    z = torch.rand(BATCH, spec.units * spec.pieces, requires_grad=True)
+    grad = torch.rand(BATCH, spec.units)
+    layouts = {
+        "unit_major": lambda: z.view(BATCH, spec.units, spec.pieces).amax(dim=2),
+        "piece_major": lambda: z.view(BATCH, spec.pieces, spec.units).amax(dim=1),  # as Maxout.forward
+    }
+
+    def step(layout: str):
+        def run() -> None:
+            z.grad = None
+            layouts[layout]().backward(grad)
+
+        return run
+
+    times = time_interleaved({k: step(k) for k in layouts}, reps * 20, warmup * 20)
+    value = median(times["unit_major"]) / median(times["piece_major"])
+    keys = {"section": "train", "model": name, "batch_size": BATCH}
+    return [{**keys, "metric": "maxout_max_piece_major_speedup", "value": value, "unit": "x"}]
+
+
+def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:
+    """In a fresh process: median seconds of one adversarial training step of a ``units``-unit maxout."""
+    from advbench.allocator import tune_allocator
+    from advbench.bench_train import REGIMES
+
+    if tuned:
+        tune_allocator()
+    torch.set_num_threads(1)
+    spec = ModelSpec(name="maxout", arch="maxout", units=units)
+    model = build(spec, torch.Generator().manual_seed(0))
+    sgd, params = Sgd(model, spec), list(model.parameters())
+    x, y = torch.rand(50 * BATCH, 784), torch.randint(0, 10, (50 * BATCH,))
+    model.train()
+
+    def step(i: int) -> None:
+        rows = slice(i % 50 * BATCH, (i % 50 + 1) * BATCH)
+        for p in params:
+            p.grad = None
+        objective(model, x[rows], y[rows], REGIMES["adversarial"])
+        sgd_step(params, sgd.velocity, 0.01, 0.5)
+        sgd.constrain()
+
+    for i in range(3):
+        step(i)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        times.append((time.perf_counter() - start) / steps)
+    return median(times)
+
+
+def malloc_rows(name: str, spec: ModelSpec, rounds: int, steps: int, reps: int) -> list[dict]:
+    """An adversarial training step with glibc's malloc defaults and with :mod:`advbench.allocator`'s,
+    each in a fresh Python process (the settings cannot be undone), alternating for ``rounds``."""
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for tuned in seconds:
+            call = f"print(_step_seconds({spec.units}, {tuned}, {steps}, {reps}))"
+            code = f"from advbench.bench_step import _step_seconds; {call}"
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            seconds[tuned].append(float(out.stdout.split()[-1]))
+    keys = {"section": "train", "model": name, "batch_size": BATCH}
+    default, tuned = median(seconds[False]), median(seconds[True])
+    return [
+        {**keys, "metric": "step_seconds_adversarial_default_malloc", "value": default, "unit": "s"},
+        {**keys, "metric": "step_seconds_adversarial_tuned_malloc", "value": tuned, "unit": "s"},
+        {**keys, "metric": "tuned_malloc_speedup", "value": default / tuned, "unit": "x"},
+    ]

@@ -1,0 +1,106 @@
+"""What makes training and evaluation cheaper without changing a result: shared clean passes in
+``fgsm_scores``, glibc malloc thresholds, longest-first scheduling."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+from advbench.attacks import attack_mode, fgsm
+from advbench.config import load_config, run_entries
+from advbench.evaluation import fgsm_scores
+from advbench.heads import probabilities
+from advbench.schedule import train_cost, train_priority
+
+EPS, CLIPS = [0.0, 0.1, 0.25], [False, True]
+
+
+def _direct(source, target, x, y) -> list[dict]:
+    """Every cell computed on its own: FGSM on ``source``, one forward of ``target`` per cell."""
+    rows = []
+    for e in EPS:
+        for c in CLIPS:
+            x_adv = fgsm(source, x, y, e, clip=c)
+            with attack_mode(target), torch.inference_mode():
+                probs = probabilities(target, target(x_adv))
+            conf, pred = probs.max(dim=1)
+            rows.append(
+                {"eps": e, "clipped": c, "n_wrong": int((pred != y).sum()), "conf": float(conf.sum())}
+            )
+    return rows
+
+
+def _count_forwards(model: torch.nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("transfer", [False, True])
+def test_fgsm_scores_share_the_clean_pass_and_change_no_result(small_mlp, transfer):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(96, 20, generator=g), torch.randint(0, 3, (96,), generator=g)
+    target = small_mlp
+    if transfer:
+        torch.manual_seed(5)
+        target = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    expected = _direct(small_mlp, target, x, y)
+    calls = _count_forwards(target)
+    rows = fgsm_scores(small_mlp, target, x, y, EPS, CLIPS, batch_size=32)
+    for row, want in zip(rows, expected, strict=True):
+        assert (row["eps"], row["clipped"], row["n_wrong"]) == (want["eps"], want["clipped"], want["n_wrong"])
+        assert row["mean_conf"] * 96 == pytest.approx(want["conf"], rel=1e-6)
+    # per batch and target: one clean pass (the gradient's own when the target is the source) and the four
+    # perturbed cells; computed cell by cell it would be six passes, plus the gradient's
+    assert calls[0] == 3 * 5
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_tuned_malloc_serves_large_tensors_from_the_heap():
+    """A live 64 MiB tensor: mapped by itself with glibc's defaults, from the heap when tuned."""
+    fields = [
+        "arena",
+        "ordblks",
+        "smblks",
+        "hblks",
+        "hblkhd",
+        "usmblks",
+        "fsmblks",
+        "uordblks",
+        "fordblks",
+        "keepcost",
+    ]
+    probe = (
+        "import ctypes, sys, torch\n"
+        "from advbench.allocator import tune_allocator\n"
+        f"class Info(ctypes.Structure): _fields_ = [(n, ctypes.c_size_t) for n in {fields!r}]\n"
+        "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info\n"
+        "if sys.argv[1] == 'tuned': assert tune_allocator() and tune_allocator()\n"
+        "t = torch.empty(16 * 2**20); t.fill_(1.0)\n"
+        "print(libc.mallinfo2().hblkhd >= 64 * 2**20)\n"
+    )
+    mapped = {
+        mode: subprocess.run(
+            [sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True, cwd=REPO
+        ).stdout.split()[-1]
+        for mode in ("default", "tuned")
+    }
+    assert mapped == {"default": "True", "tuned": "False"}
+
+
+def test_longest_training_jobs_get_the_highest_priority():
+    config = load_config(REPO / "config.yaml")
+    priority = {run: train_priority(config, run) for run in run_entries(config)}
+    assert max(priority, key=priority.get) == "maxout1600-adversarial"
+    assert priority["maxout1600-clean"] > priority["maxout-clean"] > priority["softmax-clean"] == 1
+    assert priority["maxout-adversarial"] > priority["maxout-clean"]  # two passes per step
+    members = train_cost(config, "maxout_member-clean") / train_cost(config, "maxout-clean")
+    assert members == pytest.approx(12 * 2 * 10_000 / (4 * 50_000))  # 12 members, 2 epochs on 10k
+    paper = load_config(REPO / "config.yaml", REPO / "presets/paper.yaml")
+    paper_priority = {run: train_priority(paper, run) for run in run_entries(paper)}
+    assert max(paper_priority, key=paper_priority.get).startswith(("conv_maxout", "googlenet"))
