@@ -3,10 +3,10 @@
 With glibc's defaults a large block (above an adaptive threshold, at most 32 MiB) is mapped from the kernel
 when allocated and unmapped when freed. A training step allocates and frees its activations and gradients
 (the 1600-unit maxout's second-layer weight gradient alone is 49 MiB), so every step pays page faults for
-freshly zeroed pages; two such processes on two cores also contend for the kernel's page allocator. Raising
-the mmap and trim thresholds lets freed blocks be reused instead; the process's resident size then stays at
-its peak. ``advbench bench`` reports the training step with the default and the tuned settings
-(``train/step_seconds_*_malloc`` rows). Elsewhere (macOS, musl) this is a no-op.
+freshly zeroed pages. Raising the mmap and trim thresholds lets freed blocks be reused instead; the
+process's resident size then stays at its peak. ``advbench bench`` times an adversarial training step with
+the default and the tuned settings (``step_seconds_adversarial_{default,tuned}_malloc`` rows). Elsewhere
+(macOS, musl) this is a no-op.
 """
 
 from __future__ import annotations

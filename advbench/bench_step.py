@@ -14,7 +14,7 @@ import torch
 from advbench.bench_timing import median, time_interleaved
 from advbench.config import ModelSpec
 from advbench.models import build
-from advbench.training import Sgd, objective, sgd_step
+from advbench.training import Sgd, sgd_step
 
 BATCH = 100  # the paper's minibatch
 
@@ -44,7 +44,7 @@ def maxout_max_rows(name: str, spec: ModelSpec, reps: int, warmup: int) -> list[
 def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:
     """In a fresh process: median seconds of one adversarial training step of a ``units``-unit maxout."""
     from advbench.allocator import tune_allocator
-    from advbench.bench_train import REGIMES
+    from advbench.bench_train import REGIMES, train_step
 
     if tuned:
         tune_allocator()
@@ -53,13 +53,10 @@ def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:
     model = build(spec, torch.Generator().manual_seed(0))
     sgd, params = Sgd(model, spec), list(model.parameters())
     x, y = torch.rand(50 * BATCH, 784), torch.randint(0, 10, (50 * BATCH,))
-    model.train()
 
     def step(i: int) -> None:
         rows = slice(i % 50 * BATCH, (i % 50 + 1) * BATCH)
-        for p in params:
-            p.grad = None
-        objective(model, x[rows], y[rows], REGIMES["adversarial"])
+        train_step(model, x[rows], y[rows], REGIMES["adversarial"])
         sgd_step(params, sgd.velocity, 0.01, 0.5)
         sgd.constrain()
 

@@ -72,7 +72,7 @@ def memory_rows(
     xt, yt = x[: spec.train.batch_size], y[: spec.train.batch_size]
     steps = {("attack_step", attack_batch): lambda: fgsm(model.eval(), xa, ya, EPS, clip=True)}
     for regime, r in REGIMES.items():
-        steps[(f"train_step_{regime}", spec.train.batch_size)] = lambda r=r: _train_step(model, xt, yt, r)
+        steps[(f"train_step_{regime}", spec.train.batch_size)] = lambda r=r: train_step(model, xt, yt, r)
     rows = []
     for (metric, batch), step in steps.items():
         step()  # warm-up: lazily allocated state is not part of a step
@@ -82,7 +82,7 @@ def memory_rows(
     return rows
 
 
-def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> None:
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> None:
     model.train()
     for p in model.parameters():
         p.grad = None

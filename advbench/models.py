@@ -53,8 +53,8 @@ class Maxout(nn.Module):
 
     The outputs are laid out piece-major: row ``p * units + u`` of the weight is piece ``p`` of unit ``u``
     (pylearn2 puts a unit's pieces side by side; with i.i.d. initial weights the two are the same model). The
-    max then runs over ``pieces`` contiguous slabs, which on CPU takes half the time of a max over groups of
-    adjacent columns, forward and backward (``advbench bench``'s ``maxout_layer`` rows).
+    max then runs over ``pieces`` contiguous slabs, which is faster on CPU than a max over groups of adjacent
+    columns (``advbench bench``'s ``maxout_max_piece_major_speedup`` rows).
     """
 
     def __init__(self, n_in: int, units: int, pieces: int) -> None:

@@ -38,8 +38,8 @@ def train_cost(config: dict[str, Any], run: str) -> float:
     return examples * forward_macs(spec) * COST_FACTOR.get(regime.kind, 2.0)
 
 
-def train_priority(config: dict[str, Any], run: str) -> int:
-    """Snakemake priority of a run's training job: 1 + the number of runs that cost less (the most
+def train_priorities(config: dict[str, Any]) -> dict[str, int]:
+    """Snakemake priority of every run's training job: 1 + the number of runs that cost less (the most
     expensive runs first); every other job keeps priority 0."""
-    cost = train_cost(config, run)
-    return 1 + sum(train_cost(config, other) < cost for other in run_entries(config))
+    costs = {run: train_cost(config, run) for run in run_entries(config)}
+    return {run: 1 + sum(other < cost for other in costs.values()) for run, cost in costs.items()}

@@ -12,10 +12,10 @@ import torch
 from conftest import REPO
 
 from advbench.attacks import attack_mode, fgsm
-from advbench.config import load_config, run_entries
+from advbench.config import load_config
 from advbench.evaluation import fgsm_scores
 from advbench.heads import probabilities
-from advbench.schedule import train_cost, train_priority
+from advbench.schedule import train_cost, train_priorities
 
 EPS, CLIPS = [0.0, 0.1, 0.25], [False, True]
 
@@ -95,12 +95,12 @@ def test_tuned_malloc_serves_large_tensors_from_the_heap():
 
 def test_longest_training_jobs_get_the_highest_priority():
     config = load_config(REPO / "config.yaml")
-    priority = {run: train_priority(config, run) for run in run_entries(config)}
+    priority = train_priorities(config)
     assert max(priority, key=priority.get) == "maxout1600-adversarial"
     assert priority["maxout1600-clean"] > priority["maxout-clean"] > priority["softmax-clean"] == 1
     assert priority["maxout-adversarial"] > priority["maxout-clean"]  # two passes per step
     members = train_cost(config, "maxout_member-clean") / train_cost(config, "maxout-clean")
     assert members == pytest.approx(12 * 2 * 10_000 / (4 * 50_000))  # 12 members, 2 epochs on 10k
     paper = load_config(REPO / "config.yaml", REPO / "presets/paper.yaml")
-    paper_priority = {run: train_priority(paper, run) for run in run_entries(paper)}
+    paper_priority = train_priorities(paper)
     assert max(paper_priority, key=paper_priority.get).startswith(("conv_maxout", "googlenet"))

@@ -21,7 +21,7 @@ from advbench.config import (
 )
 from advbench.data import dataset_info
 from advbench.dispatch import claim_workdir, start_shared_head, stop_shared_head
-from advbench.schedule import train_priority
+from advbench.schedule import train_priorities
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -42,6 +42,8 @@ MEMBER_RUNS = {
 N_MEMBERS = max(MEMBER_RUNS.values(), default=1)
 PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
+# longest training jobs first (advbench.schedule)
+TRAIN_PRIORITY = train_priorities(config)
 
 
 wildcard_constraints:

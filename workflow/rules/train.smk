@@ -11,7 +11,7 @@ rule train:
         "logs/train/{dataset}/{model}-{regime}.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}.tsv"
-    priority: lambda w: train_priority(config, run_id(w.model, w.regime))
+    priority: lambda w: TRAIN_PRIORITY[run_id(w.model, w.regime)]
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
@@ -44,7 +44,7 @@ rule train_members:
         "logs/train/{dataset}/{model}-{regime}-members.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}-members.tsv"
-    priority: lambda w: train_priority(config, run_id(w.model, w.regime))
+    priority: lambda w: TRAIN_PRIORITY[run_id(w.model, w.regime)]
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
