@@ -1,6 +1,8 @@
-"""Two costs inside a training step, each measured against its alternative: the maxout's max over pieces
-(piece-major layout, :class:`advbench.models.Maxout`, against pylearn2's unit-major one) and glibc's malloc
-(the tuned thresholds of :mod:`advbench.allocator` against glibc's defaults, in fresh processes).
+"""Three costs inside a training step, each measured against its alternative: the maxout's max over pieces
+(piece-major layout, :class:`advbench.models.Maxout`, against pylearn2's unit-major one), the noise
+controls' objective (one stacked pass, :func:`advbench.training.noise_objective`, against two passes) and
+glibc's malloc (the tuned thresholds of :mod:`advbench.allocator` against glibc's defaults, in fresh
+processes).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import time
 import torch
 
 from advbench.bench_timing import median, time_interleaved
-from advbench.config import ModelSpec
+from advbench.config import ModelSpec, RegimeSpec
+from advbench.heads import train_loss
 from advbench.models import build
-from advbench.training import Sgd, sgd_step
+from advbench.training import Sgd, noise, noise_objective, sgd_step
 
 BATCH = 100  # the paper's minibatch
 
@@ -39,6 +42,38 @@ def maxout_max_rows(name: str, spec: ModelSpec, reps: int, warmup: int) -> list[
     value = median(times["unit_major"]) / median(times["piece_major"])
     keys = {"section": "train", "model": name, "batch_size": BATCH}
     return [{**keys, "metric": "maxout_max_piece_major_speedup", "value": value, "unit": "x"}]
+
+
+def two_pass_noise_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec):
+    """The alternative to :func:`noise_objective`: a forward and a backward for each term."""
+    x_noisy = x + noise(x, regime)
+    clean = train_loss(model, model(x), y, "none")
+    (regime.alpha * clean.mean()).backward()
+    noisy = train_loss(model, model(x_noisy), y, "none")
+    ((1 - regime.alpha) * noisy.mean()).backward()
+
+
+def noise_pass_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int
+) -> list[dict]:
+    """Forward + backward of the noise controls' objective on one minibatch, two passes ÷ one pass."""
+    model = build(spec, torch.Generator().manual_seed(0)).to(x.device).train()
+    regime = RegimeSpec(name="noise_sign", kind="noise_sign", alpha=0.5, eps=0.25)
+    xb, yb = x[:BATCH], y[:BATCH]
+    objectives = {"two_passes": two_pass_noise_objective, "one_pass": noise_objective}
+
+    def step(kind: str):
+        def run() -> None:
+            for p in model.parameters():
+                p.grad = None
+            objectives[kind](model, xb, yb, regime)
+
+        return run
+
+    times = time_interleaved({k: step(k) for k in objectives}, reps * 4, warmup * 2, str(x.device))
+    value = median(times["two_passes"]) / median(times["one_pass"])
+    keys = {"section": "train", "model": name, "batch_size": BATCH}
+    return [{**keys, "metric": "noise_one_pass_speedup", "value": value, "unit": "x"}]
 
 
 def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:

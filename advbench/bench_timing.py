@@ -22,17 +22,21 @@ def time_interleaved(
     """Seconds of each of ``reps`` calls of every function, after ``warmup`` untimed calls of each.
 
     The functions take turns within each repetition, so a change in the machine's load hits all of them
-    alike instead of biasing whichever ran last.
+    alike instead of biasing whichever ran last; each repetition starts one function later than the one
+    before, so no function always runs first or always follows the same one (whose leftovers in caches
+    and in the allocator it would inherit).
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
             synchronize(device)
             start = time.perf_counter()
-            fn()
+            fns[name]()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return times

@@ -11,15 +11,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import REPO
 
 pytest.importorskip("torchattacks")
 pytest.importorskip("art")
 
 from advbench.bench import SCHEMA, TARGETS, BenchConfig, model_spec, run_bench  # noqa: E402
-from advbench.bench_timing import peak_memory_mib  # noqa: E402
+from advbench.bench_timing import peak_memory_mib, time_interleaved  # noqa: E402
 from advbench.bench_train import adversarial_floor  # noqa: E402
 from advbench.bench_workflow import WorkflowRunError, workflow_rows  # noqa: E402
 from advbench.cli import main  # noqa: E402
+from advbench.config import load_config  # noqa: E402
 from advbench.models import build  # noqa: E402
 
 LOG = """Config file(s): ['config.yaml']
@@ -58,7 +60,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
-    assert len(ratios) == 11 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    assert len(ratios) == 12 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
     steps = rows[rows["metric"].str.startswith("step_seconds_adversarial")]  # maxout240, two processes
     assert list(steps["model"]) == ["maxout240"] * 2 and (steps["value"] > 0).all()
     summary = pd.read_csv(out / "summary.csv")
@@ -99,3 +101,17 @@ def test_unfinished_run_is_refused(tmp_path, prepared):
         workflow_rows(tmp_path)
     (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
     assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
+
+
+def test_interleaved_timing_rotates_the_order_of_turns():
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    times = time_interleaved(fns, reps=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_the_ray_share_is_of_the_default_presets_training_task():
+    config = load_config(REPO / "config.yaml")
+    assert BenchConfig().default_epochs == config["models"]["maxout"]["train"]["max_epochs"]

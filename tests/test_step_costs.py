@@ -1,5 +1,5 @@
 """What makes training and evaluation cheaper without changing a result: shared clean passes in
-``fgsm_scores``, glibc malloc thresholds, longest-first scheduling."""
+``fgsm_scores``, the noise controls' one stacked pass, glibc malloc thresholds, longest-first scheduling."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import torch
 from conftest import REPO
 
 from advbench.attacks import attack_mode, fgsm
-from advbench.config import load_config
+from advbench.config import load_config, model_spec, regime_spec
 from advbench.evaluation import fgsm_scores
-from advbench.heads import probabilities
+from advbench.heads import probabilities, train_loss
+from advbench.models import build
 from advbench.schedule import train_cost, train_priorities
+from advbench.training import noise, noise_objective
 
 EPS, CLIPS = [0.0, 0.1, 0.25], [False, True]
 
@@ -100,7 +102,40 @@ def test_longest_training_jobs_get_the_highest_priority():
     assert priority["maxout1600-clean"] > priority["maxout-clean"] > priority["softmax-clean"] == 1
     assert priority["maxout-adversarial"] > priority["maxout-clean"]  # two passes per step
     members = train_cost(config, "maxout_member-clean") / train_cost(config, "maxout-clean")
-    assert members == pytest.approx(12 * 2 * 10_000 / (4 * 50_000))  # 12 members, 2 epochs on 10k
+    epochs = config["models"]["maxout"]["train"]["max_epochs"]
+    assert members == pytest.approx(12 * 2 * 10_000 / (epochs * 50_000))  # 12 members, 2 epochs on 10k
     paper = load_config(REPO / "config.yaml", REPO / "presets/paper.yaml")
     paper_priority = train_priorities(paper)
     assert max(paper_priority, key=paper_priority.get).startswith(("conv_maxout", "googlenet"))
+
+
+def _two_pass_noise_gradient(model, x, y, regime, seed):
+    """The noise mixture's parameter gradient from two separate passes, with the same noise."""
+    torch.manual_seed(seed)
+    x_noisy = x + noise(x, regime)
+    clean, noisy = (train_loss(model, model(inputs), y, "none") for inputs in (x, x_noisy))
+    mixed = regime.alpha * clean + (1 - regime.alpha) * noisy
+    return torch.autograd.grad(mixed.mean(), list(model.parameters())), mixed.detach()
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_noise_objective_in_one_pass_equals_two_passes(head, batch_norm):
+    """Stacking the clean and noisy batches changes no gradient (dropout off so both runs are
+    deterministic); with batch norm the objective keeps two passes, since stacking would change it."""
+    regime = regime_spec("noise", {"kind": "noise_sign", "alpha": 0.3, "eps": 0.25})
+    entry = {"arch": "maxout", "units": 16, "pieces": 3, "output": head}
+    entry |= {"input_keep": 1.0, "hidden_keep": 1.0}
+    model = build(model_spec("m", entry), torch.Generator().manual_seed(0)).train()
+    if batch_norm:
+        model = torch.nn.Sequential(torch.nn.BatchNorm1d(784), model)
+        model.head = head  # heads.head_of reads the outermost module
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)
+    torch.manual_seed(11)
+    values = noise_objective(model, x, y, regime)
+    got = [p.grad.clone() for p in model.parameters()]
+    expected, expected_values = _two_pass_noise_gradient(model, x, y, regime, seed=11)
+    assert torch.allclose(values, expected_values, atol=1e-6)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
