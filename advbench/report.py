@@ -68,6 +68,25 @@ def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
     return _percent(out.assign(n=n) if len(out) else out.assign(n=[]))
 
 
+def training_cost(curves: pd.DataFrame) -> pd.DataFrame:
+    """Training time per run, every epoch of every stage with its monitoring: tasks (seeds × members),
+    epochs per task, median seconds per epoch and per task, and the run's task-seconds (their sum)."""
+    keys = ["model", "regime"]
+    member = curves["member"].fillna(-1) if "member" in curves else -1
+    tasks = curves.assign(member=member).groupby([*keys, "seed", "member"])["seconds"].agg(["sum", "size"])
+    per_run = tasks.groupby(keys)
+    out = pd.DataFrame(
+        {
+            "tasks": per_run.size(),
+            "epochs_per_task": per_run["size"].median(),
+            "seconds_per_epoch": curves.groupby(keys)["seconds"].median(),
+            "seconds_per_task": per_run["sum"].median(),
+            "task_seconds": per_run["sum"].sum(),
+        }
+    )
+    return out.reset_index()
+
+
 def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
     """The per-experiment tables (values in %): name -> table."""
     transfer = mean_sd(
@@ -102,6 +121,10 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
         "training_summary": Table(
             _percent(training, skip=["epoch"]),
             "Selected epoch (stage 1) and its training / validation errors (%).",
+        ),
+        "training_cost": Table(
+            training_cost(curves),
+            "Training time per run (s; every epoch with its monitoring, one task per seed and member).",
         ),
     }
 

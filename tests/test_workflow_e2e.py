@@ -72,6 +72,10 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
     ckpt = smoke_run / "results/models/dataset=mnist/model=maxout/regime=adversarial/seed=1.safetensors"
     model = load_into(build(spec), ckpt)
     assert model(torch.rand(2, 784)).shape == (2, 10)
+    cost = pd.read_csv(smoke_run / "results/tables/training_cost.csv").set_index(["model", "regime"])
+    row = cost.loc[("maxout", "adversarial")]
+    assert row["tasks"] == 2 and row["epochs_per_task"] == len(curves) / 2
+    assert row["task_seconds"] == pytest.approx(curves["seconds"].sum(), rel=1e-6)
 
 
 def test_rerun_has_nothing_to_do(smoke_run):

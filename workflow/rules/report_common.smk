@@ -19,6 +19,7 @@ TABLES = {
     "paper_comparison": (CAT["paper"], ALL_RUNS),
     "attack_summary": (CAT["fgsm"], ALL_RUNS),
     "training_summary": (CAT["training"], ALL_RUNS),
+    "training_cost": (CAT["training"], ALL_RUNS),
     "transfer_summary": (CAT["transfer"], "transfer pairs"),
     "agreement_summary": (CAT["agreement"], "agreement source and observers"),
     "ensemble_summary": (CAT["ensemble"], "ensemble run"),
