@@ -1,10 +1,12 @@
-"""Tables generated from records (RobustBench style): the training-cost table of the report."""
+"""Tables generated from records (RobustBench style): the training-cost table of the report, and how a
+rerun's tables are compared with a reference run's."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from advbench.chaos import differences
 from advbench.report import training_cost
 
 
@@ -30,3 +32,20 @@ def test_training_cost_counts_every_seed_and_member_as_a_task():
     assert cost.loc["maxout", "seconds_per_task"] == pytest.approx(7.5)  # median of 6 and 9
     assert cost.loc["member", "seconds_per_task"] == 4.0  # 2, 6 and 4
     assert cost["task_seconds"].to_dict() == {"maxout": 15.0, "member": 12.0}
+
+
+def test_a_rerun_may_differ_from_the_reference_only_in_wall_times(tmp_path):
+    """The chaos harness compares a killed-and-rerun workflow with an uninterrupted one: the training-cost
+    table's seconds are measurements, every other cell must be equal."""
+    tables = {}
+    for name, seconds, tasks in [("ref", 1.5, 5), ("timing", 2.5, 5), ("result", 1.5, 4)]:
+        root = tmp_path / name / "results" / "tables"
+        root.mkdir(parents=True)
+        table = pd.DataFrame({"model": ["maxout"], "tasks": [tasks], "seconds_per_task": [seconds]})
+        table.to_csv(root / "training_cost.csv", index=False)
+        pd.DataFrame({"error": [seconds]}).to_csv(root / "attack_summary.csv", index=False)
+        tables[name] = tmp_path / name
+    assert differences(tables["ref"], tables["ref"]) == []
+    timing = differences(tables["ref"], tables["timing"])
+    assert timing == ["differs results/tables/attack_summary.csv"]  # no wall-time column there
+    assert differences(tables["ref"], tables["result"]) == ["differs results/tables/training_cost.csv"]
