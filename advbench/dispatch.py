@@ -101,14 +101,28 @@ def kill_processes_using(directory: Path) -> list[int]:
     return [proc.pid for proc in victims]
 
 
+def loopback_only() -> None:
+    """Make the Ray this process starts bind every port to 127.0.0.1, never the machine's address.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, when it is first imported, into
+    ``ray_constants.ENABLE_RAY_CLUSTER``: setting the variable after ``import ray`` (as every job path of
+    this module does) would change nothing, so the constant is set too. The variable reaches the processes
+    this one starts. Tested by listing the listening sockets of a Ray started without the variable.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def _start_local(
     num_cpus: int, num_gpus: float | None, object_store_mb: int, log_to_driver: bool = True
 ) -> str:
     """Start a private, loopback-only Ray in this process (the caller becomes its driver); return its
     temp dir. Its processes share this process's fate (Linux kills them when it dies)."""
+    loopback_only()
     import ray
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind every port to loopback only
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     remove_stale_temp_dirs()
     temp_dir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir="/tmp")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,27 @@ def test_jobs_in_threads_share_one_ray_and_its_warm_workers_and_log_to_their_own
         text = (tmp_path / f"{name}.log").read_text()
         assert f"driver of job {name}" in text and f"driver of job {other}" not in text
         assert all(f"task of seed {s}" in text for s in range(4))
+
+
+LISTENING = """
+import json
+import psutil
+from advbench.dispatch import start_shared_head, stop_shared_head
+start_shared_head(1, 100)
+procs = [psutil.Process()] + psutil.Process().children(recursive=True)
+ips = {c.laddr.ip for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+stop_shared_head()
+print(json.dumps(sorted(ips)))
+"""
+
+
+def test_the_embedded_ray_listens_on_loopback_only_even_without_the_variable_set():
+    """A fresh user's shell has no ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``: the workflow's own Ray (the shared
+    head of the default profile, imported before it starts) must still bind every port to 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.run(
+        [sys.executable, "-c", LISTENING], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ips = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert ips and set(ips) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, ips
