@@ -49,7 +49,6 @@ class BenchConfig:
     warmup: int = 1
     threads: int = 1
     sections: tuple[str, ...] = SECTIONS
-    default_epochs: int = 3  # config.yaml's 240-unit maxout max_epochs: the default task, for the Ray share
 
     @classmethod
     def quick(cls, sections: tuple[str, ...] = SECTIONS) -> BenchConfig:
@@ -169,24 +168,34 @@ def memory_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[d
     return [r for name in cfg.models for r in memory_rows(name, model_spec(name), x, y, max(cfg.batch_sizes))]
 
 
-def default_task_seconds(rows: list[dict], cfg: BenchConfig, n_train: int = 50_000) -> float:
-    """One default training task (the 240-unit maxout, clean, ``default_epochs`` over 50k examples),
-    scaled from the measured clean epoch; without the per-epoch monitoring, so a lower bound. NaN when the
-    ``train`` section has not run before."""
+def default_epochs(workflow_dir: Path) -> int:
+    """The epochs of the default preset's 240-unit maxout (``maxout-clean`` in ``config.yaml``)."""
+    from advbench.config import load_config, run_model_spec
+
+    path = workflow_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the default preset sizes the Ray share; pass --workflow-dir")
+    return run_model_spec(load_config(path), "maxout-clean").train.max_epochs
+
+
+def default_task_seconds(rows: list[dict], cfg: BenchConfig, epochs: int, n_train: int = 50_000) -> float:
+    """One default training task (the 240-unit maxout, clean, ``epochs`` over 50k examples), scaled from
+    the measured clean epoch; without the per-epoch monitoring, so a lower bound. NaN when the ``train``
+    section has not run before."""
     for r in rows:
         if (r["section"], r["model"], r["metric"]) == ("train", "maxout240", "epoch_seconds_clean"):
-            return r["value"] * n_train / cfg.train_examples * cfg.default_epochs
+            return r["value"] * n_train / cfg.train_examples * epochs
     return math.nan
 
 
-def ray_section(cfg: BenchConfig, data_path: Path, rows: list[dict]) -> list[dict]:
+def ray_section(cfg: BenchConfig, data_path: Path, rows: list[dict], epochs: int) -> list[dict]:
     from advbench.bench_ray import ray_rows
 
     n = cfg.train_examples
     data = load_splits(data_path, n, min(n, 2000), 0).as_dict()
     spec = replace(model_spec("maxout240"), train=TrainSpec(max_epochs=1, monitor_train=min(n, 1000)))
     log.info("Ray: per-task overhead and 2 workers over 1, on one-epoch tasks over %d examples", n)
-    return ray_rows(data, spec, cfg.reps, default_task_seconds(rows, cfg))
+    return ray_rows(data, spec, cfg.reps, default_task_seconds(rows, cfg, epochs))
 
 
 def unmeasured_run() -> dict:
@@ -226,7 +235,7 @@ def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str
         elif name in ("train", "memory"):
             rows += (train_section if name == "train" else memory_section)(cfg, *train)
         elif name == "ray":
-            rows += ray_section(cfg, data_path, rows)
+            rows += ray_section(cfg, data_path, rows, default_epochs(workflow_dir))
         elif name == "workflow":
             try:
                 rows += workflow_rows(workflow_dir)

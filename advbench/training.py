@@ -100,20 +100,24 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
 NOISE_KINDS = ("noise_sign", "noise_uniform")
 
 
-def noise_objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
+def noise_objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, stacked: bool | None = None
+) -> torch.Tensor:
     """The noise controls' mixture ``alpha J(x) + (1 - alpha) J(x + noise)``, backpropagated.
 
-    The noise does not depend on the model, so both terms go through one forward and one backward of the
-    stacked batch: the same gradient as two passes, in fewer and larger matrix multiplies (bench row
-    ``noise_one_pass_speedup``). Models with batch norm take two passes: stacking would mix the two
-    batches' statistics.
+    The noise does not depend on the model, so by default both terms go through one forward and one
+    backward of the stacked batch: the same gradient as two passes, in fewer and larger matrix multiplies
+    (bench row ``noise_one_pass_speedup`` times ``stacked=False`` against it). Models with batch norm take
+    two passes: stacking would mix the two batches' statistics.
     """
     x_noisy = x + noise(x, regime)
-    if has_batch_norm(model):
+    if stacked is None:
+        stacked = not has_batch_norm(model)
+    if stacked:
+        clean, noisy = train_loss(model, model(torch.cat([x, x_noisy])), torch.cat([y, y]), "none").chunk(2)
+    else:
         clean = train_loss(model, model(x), y, "none")
         noisy = train_loss(model, model(x_noisy), y, "none")
-    else:
-        clean, noisy = train_loss(model, model(torch.cat([x, x_noisy])), torch.cat([y, y]), "none").chunk(2)
     mixed = regime.alpha * clean + (1 - regime.alpha) * noisy
     mixed.mean().backward()
     return mixed.detach()

@@ -5,6 +5,7 @@ No timing thresholds."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,15 @@ from conftest import REPO
 pytest.importorskip("torchattacks")
 pytest.importorskip("art")
 
-from advbench.bench import SCHEMA, TARGETS, BenchConfig, model_spec, run_bench  # noqa: E402
+from advbench.bench import (  # noqa: E402
+    SCHEMA,
+    TARGETS,
+    BenchConfig,
+    default_epochs,
+    default_task_seconds,
+    model_spec,
+    run_bench,
+)
 from advbench.bench_timing import peak_memory_mib, time_interleaved  # noqa: E402
 from advbench.bench_train import adversarial_floor  # noqa: E402
 from advbench.bench_workflow import WorkflowRunError, workflow_rows  # noqa: E402
@@ -38,7 +47,9 @@ Elapsed time: 0:14:03.500000
 
 
 def fake_run(root: Path, log: str = LOG) -> Path:
-    """A workflow folder as Snakemake leaves it: a log and two rules' benchmark files."""
+    """A workflow folder as Snakemake leaves it: its config, a log and two rules' benchmark files."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text((REPO / "config.yaml").read_text())
     (root / ".snakemake" / "log").mkdir(parents=True)
     (root / ".snakemake" / "log" / "2026-11-22T165023.1.snakemake.log").write_text(log)
     for rule, name, seconds in [("train", "a", 300.5), ("train", "b", 100.0), ("attack", "a", 20.0)]:
@@ -112,6 +123,16 @@ def test_interleaved_timing_rotates_the_order_of_turns():
     assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3, "c": 3}
 
 
-def test_the_ray_share_is_of_the_default_presets_training_task():
-    config = load_config(REPO / "config.yaml")
-    assert BenchConfig().default_epochs == config["models"]["maxout"]["train"]["max_epochs"]
+def test_the_ray_share_is_of_the_default_presets_training_task(tmp_path):
+    """The default task's epochs are read from the workflow's config.yaml, not kept in the benchmark."""
+    assert (
+        default_epochs(REPO) == load_config(REPO / "config.yaml")["models"]["maxout"]["train"]["max_epochs"]
+    )
+    text = (REPO / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(re.sub(r"max_epochs: \d+( +# DEVIATION)", r"max_epochs: 7\1", text))
+    assert default_epochs(tmp_path) == 7
+    rows = [{"section": "train", "model": "maxout240", "metric": "epoch_seconds_clean", "value": 0.5}]
+    cfg = BenchConfig()
+    assert default_task_seconds(rows, cfg, 7) == pytest.approx(0.5 * 50_000 / cfg.train_examples * 7)
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        default_epochs(tmp_path / "elsewhere")
