@@ -100,7 +100,14 @@ def with_targets(rows: list[dict]) -> list[dict]:
     """Add ``target`` (e.g. ``>= 1.5``) and ``ok`` to the rows a target applies to."""
     out = []
     for row in rows:
-        row = {"floor": None, "target": None, "ok": None, "batch_size": None} | row
+        row = {
+            "floor": None,
+            "target": None,
+            "ok": None,
+            "batch_size": None,
+            "rep_min": None,
+            "rep_max": None,
+        } | row
         target = TARGETS.get((row["section"], row["metric"]))
         if target and (target.models is None or row["model"] in target.models):
             row |= {"target": f"{target.op} {target.threshold(row):.4g}", "ok": target.met(row)}
@@ -115,6 +122,8 @@ SCHEMA = pa.schema(
         pa.field("model", pa.string()),
         pa.field("batch_size", pa.int64()),
         pa.field("value", pa.float64(), False),
+        pa.field("rep_min", pa.float64()),  # a ratio's smallest and largest per-repetition reading
+        pa.field("rep_max", pa.float64()),
         pa.field("unit", pa.string(), False),
         pa.field("floor", pa.float64()),
         pa.field("target", pa.string()),
@@ -262,6 +271,12 @@ def machine() -> str:
 def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:
     df = pd.DataFrame(rows, columns=SCHEMA.names)
     df["value"] = df["value"].map(lambda v: f"{v:.4g}")
+    df.insert(
+        df.columns.get_loc("rep_min"),
+        "repetitions",
+        [_range(a, b) for a, b in zip(df["rep_min"], df["rep_max"], strict=True)],
+    )
+    df = df.drop(columns=["rep_min", "rep_max"])
     df["floor"] = df["floor"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}")
     df["batch_size"] = df["batch_size"].map(lambda v: "" if v is None or pd.isna(v) else str(int(v)))
     df["ok"] = df["ok"].map({True: "yes", False: "**no**"}).fillna("")
@@ -270,6 +285,11 @@ def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:
         f"median of {cfg.reps} repetitions after {cfg.warmup} warm-up.\n\n"
     )
     return head + df.fillna("").to_markdown(index=False) + "\n"
+
+
+def _range(low: float | None, high: float | None) -> str:
+    """A ratio's per-repetition range for the tables, e.g. ``0.962–1.04``; empty for other rows."""
+    return "" if low is None or pd.isna(low) else f"{low:.3g}–{high:.3g}"
 
 
 def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str) -> None:

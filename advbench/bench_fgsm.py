@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advbench.attacks import attack_mode, fgsm
-from advbench.bench_timing import median, time_interleaved
+from advbench.bench_timing import median, paired_range, time_interleaved
 
 EPS = 0.25
 Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -101,10 +101,12 @@ def fgsm_rows(
     )
     rows += [
         {**keys, "metric": f"speedup_vs_{peer}", "value": seconds[peer] / seconds["advbench"], "unit": "x"}
+        | paired_range(times[peer], times["advbench"])
         for peer in IMPLS[1:]
     ]
     rows.append(
         {**keys, "metric": "time_over_floor", "value": seconds["advbench"] / seconds["floor"], "unit": "x"}
+        | paired_range(times["advbench"], times["floor"])
     )
     ours = attacks["advbench"](x, y)
     for peer in IMPLS[1:]:

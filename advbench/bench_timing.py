@@ -46,6 +46,16 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_range(num: list[float], den: list[float]) -> dict[str, float]:
+    """The smallest and largest per-repetition ratio ``num[i] / den[i]`` (``rep_min``, ``rep_max``).
+
+    Each repetition times every function back to back, so its ratio is one paired reading; their range
+    shows how far the machine's noise moves a ratio whose value is the ratio of the medians.
+    """
+    ratios = [a / b for a, b in zip(num, den, strict=True)]
+    return {"rep_min": min(ratios), "rep_max": max(ratios)}
+
+
 def peak_memory_mib(fn: Callable[[], object], device: str = "cpu") -> float:
     """Peak tensor memory (MiB) that one call of ``fn`` allocates beyond what was live before it.
 

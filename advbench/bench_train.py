@@ -17,7 +17,7 @@ from torch import nn
 
 from advbench.attacks import fgsm
 from advbench.bench_fgsm import EPS
-from advbench.bench_timing import median, peak_memory_mib, time_interleaved
+from advbench.bench_timing import median, paired_range, peak_memory_mib, time_interleaved
 from advbench.config import ModelSpec, RegimeSpec
 from advbench.models import build, linear_layers
 from advbench.training import Sgd, momentum_at, objective
@@ -58,6 +58,7 @@ def epoch_rows(
     floor = adversarial_floor(sgds["clean"].model)
     rows.append(
         {**keys, "metric": "adversarial_over_clean_epoch", "value": ratio, "unit": "x", "floor": floor}
+        | paired_range(times["adversarial"], times["clean"])
     )
     return rows
 

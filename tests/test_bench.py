@@ -26,7 +26,7 @@ from advbench.bench import (  # noqa: E402
     model_spec,
     run_bench,
 )
-from advbench.bench_timing import peak_memory_mib, time_interleaved  # noqa: E402
+from advbench.bench_timing import paired_range, peak_memory_mib, time_interleaved  # noqa: E402
 from advbench.bench_train import adversarial_floor  # noqa: E402
 from advbench.bench_workflow import WorkflowRunError, workflow_rows  # noqa: E402
 from advbench.cli import main  # noqa: E402
@@ -72,6 +72,16 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
     assert len(ratios) == 12 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    paired = rows[rows["rep_min"].notna()]  # a ratio of medians lies within its per-repetition range
+    assert set(paired["metric"]) == {
+        "speedup_vs_torchattacks", "speedup_vs_art", "time_over_floor", "adversarial_over_clean_epoch"
+    }  # fmt: skip
+    assert (paired["rep_min"] <= paired["value"] * (1 + 1e-9)).all()
+    assert (paired["value"] <= paired["rep_max"] * (1 + 1e-9)).all()
+    summary_md = (out / "summary.md").read_text()
+    assert re.search(r"\|\s*repetitions\s*\|", summary_md) and re.search(
+        r"\| [0-9.e+-]+–[0-9.e+-]+ +\|", summary_md
+    )
     steps = rows[rows["metric"].str.startswith("step_seconds_adversarial")]  # maxout240, two processes
     assert list(steps["model"]) == ["maxout240"] * 2 and (steps["value"] > 0).all()
     summary = pd.read_csv(out / "summary.csv")
@@ -112,6 +122,12 @@ def test_unfinished_run_is_refused(tmp_path, prepared):
         workflow_rows(tmp_path)
     (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
     assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
+
+
+def test_paired_range_is_the_spread_of_per_repetition_ratios():
+    assert paired_range([3.0, 1.0, 2.0], [1.0, 2.0, 1.0]) == {"rep_min": 0.5, "rep_max": 3.0}
+    with pytest.raises(ValueError):  # unpaired repetitions are a bug, not a shorter range
+        paired_range([1.0, 2.0], [1.0])
 
 
 def test_interleaved_timing_rotates_the_order_of_turns():
