@@ -2,8 +2,9 @@
 
 Sections (each a module): FGSM throughput against torchattacks and ART and the forward + backward floor
 (:mod:`advbench.bench_fgsm`), adversarial ÷ clean training epoch beside its floor and peak memory
-(:mod:`advbench.bench_train`), Ray overhead (:mod:`advbench.bench_ray`) and a finished workflow run's wall
-time (:mod:`advbench.bench_workflow`). Every timing is the median of ``reps`` repetitions after warm-up.
+(:mod:`advbench.bench_train`), ``torch.compile`` against eager (:mod:`advbench.bench_compile`), Ray
+overhead (:mod:`advbench.bench_ray`) and a finished workflow run's wall time
+(:mod:`advbench.bench_workflow`). Every timing is the median of ``reps`` repetitions after warm-up.
 Writes ``bench.parquet`` (every measurement), ``bench.md`` (the table), ``summary.csv`` (one row per
 target: ``metric,value,target,ok``) and ``summary.md`` (those rows as a table).
 """
@@ -153,6 +154,7 @@ def fgsm_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dic
 
 
 def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    from advbench.bench_compile import compile_rows
     from advbench.bench_step import malloc_rows, maxout_max_rows, noise_pass_rows
     from advbench.bench_train import epoch_rows
 
@@ -168,6 +170,13 @@ def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[di
             rows += noise_pass_rows(name, model_spec(name), x, y, cfg.reps, cfg.warmup)
             steps = max(cfg.malloc_steps // 4 if large else cfg.malloc_steps, 1)
             rows += malloc_rows(name, model_spec(name), cfg.malloc_rounds, steps, cfg.reps)
+        if name == "maxout240":  # torch.compile against eager: why advbench runs eager
+            log.info("torch.compile: %s, FGSM and a training step", name)
+            xa = _images(x, cfg.fgsm_images, min(cfg.batch_sizes))
+            attack = (xa, y[: len(xa)])
+            rows += compile_rows(
+                name, model_spec(name), attack, (x, y), min(cfg.batch_sizes), cfg.reps, cfg.warmup
+            )
     return rows
 
 

@@ -17,6 +17,7 @@ from conftest import REPO
 pytest.importorskip("torchattacks")
 pytest.importorskip("art")
 
+from advbench import bench_compile  # noqa: E402
 from advbench.bench import (  # noqa: E402
     SCHEMA,
     TARGETS,
@@ -71,10 +72,14 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
-    assert len(ratios) == 12 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    assert len(ratios) == 14 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    compiled = rows[rows["metric"].str.startswith("compile_speedup_")]  # torch.compile ran, both cases
+    assert list(compiled["metric"]) == ["compile_speedup_fgsm", "compile_speedup_train_step"]
+    assert list(compiled["batch_size"]) == [32, 100]
     paired = rows[rows["rep_min"].notna()]  # a ratio of medians lies within its per-repetition range
     assert set(paired["metric"]) == {
-        "speedup_vs_torchattacks", "speedup_vs_art", "time_over_floor", "adversarial_over_clean_epoch"
+        "speedup_vs_torchattacks", "speedup_vs_art", "time_over_floor", "adversarial_over_clean_epoch",
+        "compile_speedup_fgsm", "compile_speedup_train_step",
     }  # fmt: skip
     assert (paired["rep_min"] <= paired["value"] * (1 + 1e-9)).all()
     assert (paired["value"] <= paired["rep_max"] * (1 + 1e-9)).all()
@@ -122,6 +127,25 @@ def test_unfinished_run_is_refused(tmp_path, prepared):
         workflow_rows(tmp_path)
     (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
     assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
+
+
+class _Uncompilable(torch.nn.Module):
+    """What a compiled model does where torch.compile cannot build its code (no C++ compiler, say)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("InductorError: no working C++ compiler")
+
+
+def test_a_failing_compile_leaves_nan_rows_not_a_crash(monkeypatch):
+    monkeypatch.setattr(bench_compile.torch, "compile", _Uncompilable)
+    x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    rows = bench_compile.compile_rows("maxout240", model_spec("maxout240"), (x, y), (x, y), 4, 1, 1)
+    assert [r["metric"] for r in rows] == ["compile_speedup_fgsm", "compile_speedup_train_step"]
+    assert all(math.isnan(r["value"]) for r in rows)
 
 
 def test_paired_range_is_the_spread_of_per_repetition_ratios():
