@@ -11,35 +11,15 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from advbench.attacks import fgsm
-from advbench.bench_fgsm import EPS
+from advbench.bench_fgsm import EPS, batched
 from advbench.bench_timing import median, paired_range, time_interleaved
-from advbench.config import ModelSpec, RegimeSpec
+from advbench.bench_train import REGIMES, train_step
+from advbench.config import ModelSpec
 from advbench.models import build
-from advbench.training import objective
 
 log = logging.getLogger(__name__)
-CLEAN = RegimeSpec(name="clean", kind="clean")
-
-
-def fgsm_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Callable[[], None]:
-    def run() -> None:
-        for i in range(0, len(x), batch_size):
-            fgsm(model, x[i : i + batch_size], y[i : i + batch_size], EPS, clip=True)
-
-    return run
-
-
-def train_step_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    def run() -> None:
-        model.train()
-        for p in model.parameters():
-            p.grad = None
-        objective(model, x, y, CLEAN)
-
-    return run
 
 
 def compile_rows(
@@ -59,8 +39,8 @@ def compile_rows(
     xt, yt = (t[: spec.train.batch_size] for t in train)
     models = {"eager": eager, "compiled": compiled}
     cases = {
-        ("fgsm", attack_batch): {k: fgsm_run(m, x, y, attack_batch) for k, m in models.items()},
-        ("train_step", len(xt)): {k: train_step_run(m, xt, yt) for k, m in models.items()},
+        ("fgsm", attack_batch): {k: _fgsm_over(m, x, y, attack_batch) for k, m in models.items()},
+        ("train_step", len(xt)): {k: _step_on(m, xt, yt) for k, m in models.items()},
     }
     rows = []
     for (what, batch), fns in cases.items():
@@ -77,3 +57,14 @@ def compile_rows(
             {**keys, "metric": metric, "value": value} | paired_range(times["eager"], times["compiled"])
         )
     return rows
+
+
+def _fgsm_over(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> Callable[[], object]:
+    attack = batched(lambda xb, yb: fgsm(model, xb, yb, EPS, clip=True), batch_size)
+    return lambda: attack(x, y)
+
+
+def _step_on(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    return lambda: train_step(model, x, y, REGIMES["clean"])

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from advbench.bench_timing import median, time_interleaved
+from advbench.bench_timing import median, paired_range, time_interleaved
 from advbench.config import ModelSpec, RegimeSpec
 from advbench.models import build
 from advbench.training import Sgd, noise_objective, sgd_step
@@ -40,7 +40,8 @@ def maxout_max_rows(name: str, spec: ModelSpec, reps: int, warmup: int) -> list[
     times = time_interleaved({k: step(k) for k in layouts}, reps * 20, warmup * 20)
     value = median(times["unit_major"]) / median(times["piece_major"])
     keys = {"section": "train", "model": name, "batch_size": BATCH}
-    return [{**keys, "metric": "maxout_max_piece_major_speedup", "value": value, "unit": "x"}]
+    row = {**keys, "metric": "maxout_max_piece_major_speedup", "value": value, "unit": "x"}
+    return [row | paired_range(times["unit_major"], times["piece_major"])]
 
 
 def noise_pass_rows(
@@ -63,7 +64,8 @@ def noise_pass_rows(
     times = time_interleaved({k: step(k) for k in stacked}, reps * 4, warmup * 2, str(x.device))
     value = median(times["two_passes"]) / median(times["one_pass"])
     keys = {"section": "train", "model": name, "batch_size": BATCH}
-    return [{**keys, "metric": "noise_one_pass_speedup", "value": value, "unit": "x"}]
+    row = {**keys, "metric": "noise_one_pass_speedup", "value": value, "unit": "x"}
+    return [row | paired_range(times["two_passes"], times["one_pass"])]
 
 
 def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:

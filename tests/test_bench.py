@@ -80,6 +80,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     assert set(paired["metric"]) == {
         "speedup_vs_torchattacks", "speedup_vs_art", "time_over_floor", "adversarial_over_clean_epoch",
         "compile_speedup_fgsm", "compile_speedup_train_step",
+        "maxout_max_piece_major_speedup", "noise_one_pass_speedup",
     }  # fmt: skip
     assert (paired["rep_min"] <= paired["value"] * (1 + 1e-9)).all()
     assert (paired["value"] <= paired["rep_max"] * (1 + 1e-9)).all()
