@@ -60,6 +60,22 @@ class BenchConfig:
             sections=sections,
         )  # fmt: skip
 
+    @classmethod
+    def gpu(cls, sections: tuple[str, ...] = SECTIONS) -> BenchConfig:
+        """A GPU runs the CPU sizes in milliseconds, where launch overhead and clock ramp-up swamp the work:
+        the whole test set per FGSM repetition, whole training epochs, twice the repetitions."""
+        return cls(
+            fgsm_images=10_000, fgsm_images_large=10_000, train_examples=50_000, train_examples_large=10_000,
+            reps=10, sections=sections,
+        )  # fmt: skip
+
+    @classmethod
+    def for_run(cls, device: str, quick: bool, sections: tuple[str, ...] = SECTIONS) -> BenchConfig:
+        """The sizes ``advbench bench`` uses: ``quick`` for tests, else the device's."""
+        if quick:
+            return cls.quick(sections)
+        return cls.gpu(sections) if device.startswith("cuda") else cls(sections=sections)
+
 
 def model_spec(name: str) -> ModelSpec:
     """The benchmark's models: config.yaml's softmax regression and 240- and 1600-unit maxouts."""

@@ -155,14 +155,21 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     from advbench.bench import SECTIONS, BenchConfig, run_bench, write_outputs
 
-    sections = tuple(args.sections or SECTIONS)
-    cfg = BenchConfig.quick(sections) if args.quick else BenchConfig(sections=sections)
-    cfg = replace(cfg, threads=args.threads, reps=args.reps or cfg.reps)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = BenchConfig.for_run(device, args.quick, tuple(args.sections or SECTIONS))
+    cfg = replace(cfg, threads=args.threads, reps=args.reps or cfg.reps)
     rows = run_bench(cfg, args.data, args.workflow_dir, device)
     write_outputs(rows, cfg, args.out_dir, device)
     missed = [f"{r['section']}/{r['metric']}/{r['model']}" for r in rows if r["ok"] is False]
     log.info("wrote %s; targets missed: %s", args.out_dir, ", ".join(missed) or "none")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from advbench.compare import compare, load, summary
+
+    table = compare(load(args.a), load(args.b))
+    print(table.to_markdown(index=False, floatfmt=".3g"))
+    print(summary(table))
 
 
 def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -286,6 +293,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a Ray task's CPUs; default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "compare",
+        help="two finished runs' paper comparisons side by side: differences in standard errors, verdicts",
+    )
+    p.add_argument("a", type=Path, help="a run's folder (or its results/tables/paper_comparison.csv)")
+    p.add_argument("b", type=Path, help="the run to compare with it")
+    p.set_defaults(func=cmd_compare)
     return ap
 
 

@@ -62,7 +62,7 @@ def fake_run(root: Path, log: str = LOG) -> Path:
 def test_quick_bench_writes_every_output(prepared, tmp_path):
     work, out = fake_run(tmp_path / "run"), tmp_path / "bench"
     argv = ["bench", "--quick", "--data", str(prepared), "--out-dir", str(out), "--workflow-dir", str(work)]
-    assert main(argv) == 0
+    assert main([*argv, "--device", "cpu"]) == 0  # the CPU's rows (a GPU skips the CPU-only step rows)
     table = pq.read_table(out / "bench.parquet")
     assert table.schema.remove_metadata().equals(SCHEMA)
     rows = table.to_pandas()
@@ -177,3 +177,11 @@ def test_the_ray_share_is_of_the_default_presets_training_task(tmp_path):
     assert default_task_seconds(rows, cfg, 7) == pytest.approx(0.5 * 50_000 / cfg.train_examples * 7)
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         default_epochs(tmp_path / "elsewhere")
+
+
+def test_a_gpu_gets_sizes_past_launch_overhead_and_quick_stays_quick():
+    cpu, gpu = BenchConfig.for_run("cpu", False), BenchConfig.for_run("cuda", False)
+    assert cpu == BenchConfig()
+    assert gpu.fgsm_images_large == gpu.fgsm_images == 10_000  # the whole MNIST test set, every model
+    assert gpu.train_examples > cpu.train_examples and gpu.reps > cpu.reps
+    assert BenchConfig.for_run("cuda", True, ("fgsm",)) == BenchConfig.quick(("fgsm",))
