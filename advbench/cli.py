@@ -289,7 +289,9 @@ def parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="tiny sizes and 2 repetitions: checks the code, not speed"
     )
     p.add_argument("--sections", nargs="+", choices=["fgsm", "train", "memory", "ray", "workflow"])
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement (default 5)")
+    p.add_argument(
+        "--reps", type=int, default=None, help="timed repetitions per measurement (default 5; 10 on a GPU)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (a Ray task's CPUs; default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_bench)
