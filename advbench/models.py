@@ -199,10 +199,29 @@ class ConvMaxout(nn.Module):
         return self.classifier(self.features(x.view(-1, *self.shape)).flatten(1))
 
 
+def bilinear_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """``(size_out, size_in)``: 1-D linear resizing (``align_corners=False``) as a matrix, so that
+    ``A @ image @ A.T`` is ``F.interpolate(..., mode="bilinear")`` of a square image."""
+    eye = torch.eye(size_in, dtype=torch.float64).unsqueeze(1)  # size_in signals of length size_in
+    return F.interpolate(eye, size=size_out, mode="linear", align_corners=False).squeeze(1).T.float()
+
+
+class GlobalMeanPool(nn.Module):
+    """``AdaptiveAvgPool2d(1)`` as a mean over height and width: the same numbers, and a backward pass that
+    CUDA runs deterministically (``adaptive_avg_pool2d``'s backward raises under deterministic algorithms)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class GoogLeNet(nn.Module):
     """torchvision's GoogLeNet (no pretrained weights, no auxiliary heads), trained from scratch. The flat
     input is reshaped to its image, grey images repeat to 3 channels and the image is resized bilinearly to
-    ``resize`` pixels inside the model, so the attack's eps stays in the dataset's input space."""
+    ``resize`` pixels inside the model, so the attack's eps stays in the dataset's input space.
+
+    Bilinear resizing is two matrix products and the global pooling a mean: ``F.interpolate``'s and
+    ``AdaptiveAvgPool2d``'s CUDA backward passes have no deterministic implementation, and every advbench task
+    asks for deterministic algorithms (:func:`advbench.dispatch.init_task`)."""
 
     pylearn2_init = False  # keep torchvision's initialization
 
@@ -212,6 +231,10 @@ class GoogLeNet(nn.Module):
 
         self.shape, self.resize = dataset_info(spec.dataset).shape, spec.resize
         self.net = googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=n_outputs(spec))
+        self.net.avgpool = GlobalMeanPool()
+        rows, cols = self.shape[1:]
+        self.register_buffer("resize_rows", bilinear_matrix(rows, self.resize), persistent=False)
+        self.register_buffer("resize_cols", bilinear_matrix(cols, self.resize), persistent=False)
         self.head = spec.output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,7 +242,7 @@ class GoogLeNet(nn.Module):
         if self.shape[0] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-1] != self.resize or x.shape[-2] != self.resize:
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+            x = self.resize_rows @ x @ self.resize_cols.T
         return self.net(x)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from advbench.attacks import fgsm
 from advbench.cifar import FILE_BYTES, FILES, cifar_from_dir, cifar_from_tfds, fit_zca, gcn, read_batch
@@ -178,6 +180,38 @@ def test_googlenet_takes_mnist_pixels():
     model = build(spec).eval()
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # torchvision's net
     assert model(torch.rand(2, 784)).shape == (2, 10)
+
+
+class _Calls(TorchFunctionMode):
+    """Records every torch function called inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_googlenet_calls_no_op_whose_cuda_backward_is_nondeterministic():
+    """Tasks ask for deterministic algorithms, under which CUDA raises in the backward of bilinear
+    ``interpolate`` and of adaptive average pooling; GoogLeNet resizes and pools without them, to the same
+    numbers."""
+    model = build(model_spec("googlenet", {"arch": "googlenet", "resize": 64}))
+    x = torch.rand(2, 784, requires_grad=True)
+    with _Calls() as calls:
+        model(x).sum().backward()
+        F.interpolate(torch.rand(1, 1, 4, 4), size=8, mode="bilinear")  # the recorder sees F's functions
+    assert F.interpolate in calls.seen and x.grad is not None
+    calls.seen.discard(F.interpolate)
+    assert not calls.seen & {F.interpolate, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
+    image = torch.rand(5, 3, 28, 28)
+    resized = model.resize_rows @ image @ model.resize_cols.T
+    reference = F.interpolate(image, size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resized, reference, atol=1e-6, rtol=1e-5)
+    maps = torch.rand(5, 1024, 7, 7)
+    torch.testing.assert_close(model.net.avgpool(maps), torch.nn.AdaptiveAvgPool2d(1)(maps))
 
 
 @pytest.mark.parametrize(
