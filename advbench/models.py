@@ -200,15 +200,16 @@ class ConvMaxout(nn.Module):
 
 
 def bilinear_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    """``(size_out, size_in)``: 1-D linear resizing (``align_corners=False``) as a matrix, so that
-    ``A @ image @ A.T`` is ``F.interpolate(..., mode="bilinear")`` of a square image."""
+    """``(size_out, size_in)``: 1-D linear resizing (``align_corners=False``) as a matrix; with ``R`` for the
+    rows and ``C`` for the columns, ``R @ image @ C.T`` is ``F.interpolate(..., mode="bilinear")``."""
     eye = torch.eye(size_in, dtype=torch.float64).unsqueeze(1)  # size_in signals of length size_in
     return F.interpolate(eye, size=size_out, mode="linear", align_corners=False).squeeze(1).T.float()
 
 
 class GlobalMeanPool(nn.Module):
     """``AdaptiveAvgPool2d(1)`` as a mean over height and width: the same numbers, and a backward pass that
-    CUDA runs deterministically (``adaptive_avg_pool2d``'s backward raises under deterministic algorithms)."""
+    CUDA runs deterministically (``adaptive_avg_pool2d``'s CUDA backward raises under deterministic
+    algorithms, per torch's documentation)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3), keepdim=True)
@@ -220,8 +221,9 @@ class GoogLeNet(nn.Module):
     ``resize`` pixels inside the model, so the attack's eps stays in the dataset's input space.
 
     Bilinear resizing is two matrix products and the global pooling a mean: ``F.interpolate``'s and
-    ``AdaptiveAvgPool2d``'s CUDA backward passes have no deterministic implementation, and every advbench task
-    asks for deterministic algorithms (:func:`advbench.dispatch.init_task`)."""
+    ``AdaptiveAvgPool2d``'s CUDA backward passes have no deterministic implementation (torch's documentation
+    of ``use_deterministic_algorithms``), and every advbench task asks for deterministic algorithms
+    (:func:`advbench.dispatch.init_task`)."""
 
     pylearn2_init = False  # keep torchvision's initialization
 

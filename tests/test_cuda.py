@@ -60,15 +60,15 @@ def test_an_attack_job_on_the_gpu_scores_like_the_cpu(prepared, tmp_path):
     trained = _train(prepared, tmp_path / "train")
     attack = AttackSettings(eps=(0.0, 0.1, 0.25), clips=(False, True), batch_size=200)
     errors = {}
-    for name, settings in (("gpu", _gpu_settings()), ("cpu", RaySettings(num_cpus=2, num_gpus=0))):
-        out = tmp_path / f"{name}.parquet"
+    for device, settings in (("cuda", _gpu_settings()), ("cpu", RaySettings(num_cpus=2, num_gpus=0))):
+        out = tmp_path / f"{device}.parquet"
         run_fgsm(prepared, trained, trained, [0, 1], out, "mnist", SUBSET, attack, settings)
         rows = results.read_table(out, "attack").to_pylist()
-        errors[name] = {(r["seed"], r["eps"], r["clipped"]): r["n_wrong"] for r in rows}
-        assert results.read_meta(out)["devices"] == [name.replace("gpu", "cuda")]
-    assert errors["gpu"].keys() == errors["cpu"].keys()
+        errors[device] = {(r["seed"], r["eps"], r["clipped"]): r["n_wrong"] for r in rows}
+        assert results.read_meta(out)["devices"] == [device]
+    assert errors["cuda"].keys() == errors["cpu"].keys()
     for key, n_wrong in errors["cpu"].items():  # a few signs of near-zero gradients may differ
-        assert abs(errors["gpu"][key] - n_wrong) <= 2, (key, errors)
+        assert abs(errors["cuda"][key] - n_wrong) <= 2, (key, errors)
 
 
 def test_fgsm_on_cuda_matches_the_cpu_wherever_the_gradient_is_not_tiny(prepared):
