@@ -13,11 +13,12 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from advbench.chaos import CHAOS_CONFIGS, KINDS
-from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json
+from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json, split_run_id
 
 log = logging.getLogger("advbench")
 
@@ -26,15 +27,17 @@ def _job(text: str) -> dict:
     return json.loads(text)
 
 
-def _ray_settings(args: argparse.Namespace):
+def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
+    """The job's Ray settings; a job whose models are all in ``ray.cpu_models`` asks for no GPU."""
     from advbench.dispatch import RaySettings
 
     ray, threads = json.loads(args.ray), args.threads
+    on_cpus = bool(models) and set(models) <= set(ray.get("cpu_models", []))
     return RaySettings(
         num_cpus=threads,
         num_gpus=ray.get("num_gpus"),
         num_cpus_per_task=ray.get("num_cpus_per_task", 1),
-        num_gpus_per_task=ray.get("num_gpus_per_task", 0),
+        num_gpus_per_task=0 if on_cpus else ray.get("num_gpus_per_task", 0),
         object_store_mb=ray.get("object_store_mb", 512),
         max_retries=ray.get("max_retries", 2),
         address=ray.get("address"),
@@ -80,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.curves,
         job["dataset"],
         job.get("subset", {}),
-        _ray_settings(args),
+        _ray_settings(args, [spec.name]),
         members=args.members,
     )
 
@@ -90,14 +93,17 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
     outs = dict(item.split("=", 1) for item in args.out)
     outs = {kind: Path(path) for kind, path in outs.items()}
-    run_experiment(args.name, _job(args.job), args.data, args.seeds, outs, _ray_settings(args))
+    job = _job(args.job)
+    models = [split_run_id(run)[0] for run in job["runs"]]
+    run_experiment(args.name, job, args.data, args.seeds, outs, _ray_settings(args, models))
 
 
 def _run_fgsm(args: argparse.Namespace, sources: list, targets: list) -> None:
     from advbench.jobs import run_fgsm
 
     job = _job(args.job)
-    settings = (_attack_settings(job), _ray_settings(args))
+    models = [t.spec.name for t in (*sources, *targets)]
+    settings = (_attack_settings(job), _ray_settings(args, models))
     run_fgsm(
         args.data, sources, targets, args.seeds, args.out, job["dataset"], job.get("subset", {}), *settings
     )

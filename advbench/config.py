@@ -191,6 +191,10 @@ def check_experiment(config: dict[str, Any]) -> None:
         _check_same_dataset(config, [pair["source"], pair["target"]], f"transfer.pairs[{i}]")
     _check_report(config, single)
     _check_evaluations(config, runs, single)
+    for name in config.get("ray", {}).get("cpu_models", []):
+        if name not in config["models"]:
+            known = sorted(config["models"])
+            raise ConfigError(f"ray.cpu_models: {name!r} is not a model; expected one of {known}")
 
 
 def _check_report(config: dict[str, Any], single: list[str]) -> None:

@@ -23,7 +23,7 @@ def config() -> dict:
     return load_config(REPO / "config.yaml")
 
 
-@pytest.mark.parametrize("preset", ["smoke", "paper"])
+@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu"])
 def test_default_and_presets_validate(config, preset):
     merged = load_config(REPO / "config.yaml", REPO / "presets" / f"{preset}.yaml")
     validate_config(merged)
@@ -67,6 +67,10 @@ def test_unknown_references_are_rejected(config):
     bad = copy.deepcopy(config)
     bad["transfer"]["pairs"] = [{"source": "maxout-clean", "target": "softmax-adversarial"}]
     with pytest.raises(ConfigError, match=r"transfer\.pairs\[0\]\.target"):
+        validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["ray"] = {"num_gpus_per_task": 0.25, "cpu_models": ["softmax", "svm"]}
+    with pytest.raises(ConfigError, match=r"ray\.cpu_models: 'svm' is not a model; expected one of \["):
         validate_config(bad)
 
 

@@ -37,11 +37,11 @@ def _gpu_settings() -> RaySettings:
     return RaySettings(num_cpus=2, num_gpus=1, num_gpus_per_task=0.5, object_store_mb=100)
 
 
-def _train(prepared: Path, out: Path) -> list[Trained]:
+def _train(prepared: Path, out: Path, spec=SPEC, subset=SUBSET) -> list[Trained]:
     regime = regime_spec("adversarial", {"kind": "fgsm"})
     ckpts = [str(out / f"seed={s}.safetensors") for s in (0, 1)]
-    run_train(prepared, SPEC, regime, [0, 1], ckpts, out / "curves.parquet", "mnist", SUBSET, _gpu_settings())
-    return [Trained(SPEC, regime, c) for c in ckpts]
+    run_train(prepared, spec, regime, [0, 1], ckpts, out / "curves.parquet", "mnist", subset, _gpu_settings())
+    return [Trained(spec, regime, c) for c in ckpts]
 
 
 def test_training_on_the_gpu_is_reproducible_and_learns(prepared, tmp_path):
@@ -83,3 +83,24 @@ def test_fgsm_on_cuda_matches_the_cpu_wherever_the_gradient_is_not_tiny(prepared
     assert clear.float().mean() > 0.9
     assert torch.equal(on_gpu[clear], on_cpu[clear])
     assert (on_gpu - on_cpu).abs().amax() <= 0.5  # elsewhere at most the two opposite steps
+
+
+def test_googlenet_trains_and_is_attacked_on_the_gpu_under_deterministic_algorithms(prepared, tmp_path):
+    """Tasks set ``torch.use_deterministic_algorithms(True)``, under which CUDA raises in the backward of
+    bilinear ``interpolate`` and adaptive pooling; GoogLeNet avoids both, so it trains adversarially (input
+    gradients in every step) and is attacked on a GPU, the same weights twice."""
+    train = {"max_epochs": 1, "batch_size": 50, "monitor_train": 100}
+    spec = model_spec("googlenet", {"arch": "googlenet", "resize": 32, "train": train})
+    subset = {"n_train": 300, "n_val": 100, "n_test": 200}
+    first = _train(prepared, tmp_path / "a", spec, subset)
+    second = _train(prepared, tmp_path / "b", spec, subset)
+    assert results.read_meta(tmp_path / "a" / "curves.parquet")["devices"] == ["cuda"]
+    for a, b in zip(first, second, strict=True):
+        sa, sb = load_file(a.checkpoint), load_file(b.checkpoint)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, same GPU: bitwise the same weights"
+    attack = AttackSettings(eps=(0.0, 0.25), clips=(True,), batch_size=100)
+    out = tmp_path / "attack.parquet"
+    run_fgsm(prepared, first, first, [0, 1], out, "mnist", subset, attack, _gpu_settings())
+    rows = results.read_table(out, "attack").to_pylist()
+    assert results.read_meta(out)["devices"] == ["cuda"] and len(rows) == 4
+    assert all(0 <= r["n_wrong"] <= r["n"] for r in rows), rows

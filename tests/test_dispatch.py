@@ -144,3 +144,36 @@ def test_the_embedded_ray_listens_on_loopback_only_even_without_the_variable_set
     assert proc.returncode == 0, proc.stderr[-2000:]
     ips = json.loads(proc.stdout.strip().splitlines()[-1])
     assert ips and set(ips) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, ips
+
+
+def test_jobs_of_cpu_models_ask_ray_for_no_gpu(prepared, tmp_path):
+    """``ray.cpu_models``: on a cluster without GPUs, a job asking for a GPU share fails at once, unless all
+    its models are listed."""
+    from advbench.cli import main, parser
+    from advbench.config import spec_to_json
+
+    ray = {"num_gpus": 0, "num_gpus_per_task": 0.25, "cpu_models": ["softmax"], "object_store_mb": 100}
+    job = {"dataset": "mnist", "subset": {"n_train": 200, "n_val": 100, "n_test": 100}}
+    common = ["--data", str(prepared), "--ray", json.dumps(ray), "--seeds", "0", "--threads", "2"]
+    regime = spec_to_json(regime_spec("clean", {"kind": "clean"}))
+
+    def run(command: str, name: str, out: list[str]) -> list[str]:
+        spec = spec_to_json(model_spec(name, {"arch": name, "train": {"max_epochs": 1}}))
+        ckpt = str(tmp_path / f"{name}.safetensors")
+        return [command, *common, f"--model={spec}", f"--regime={regime}", "--checkpoints", ckpt, *out]
+
+    train_job = ["--job", json.dumps(job)]
+    assert main(run("train", "softmax", [*train_job, "--curves", str(tmp_path / "c.parquet")])) == 0
+    attack = {**job, "attack": {"eps": [0.25], "clip": [True], "batch_size": 100, "label_source": "true"}}
+    attack_job = ["--job", json.dumps(attack), "--out", str(tmp_path / "a.parquet")]
+    assert main(run("attack", "softmax", attack_job)) == 0
+    rows = results.read_table(tmp_path / "a.parquet", "attack").to_pylist()
+    assert [(r["eps"], r["n"]) for r in rows] == [(0.25, 100)]
+    with pytest.raises(ValueError, match="ray.num_gpus_per_task is 0.25 but the Ray cluster has 0 GPUs"):
+        main(run("train", "maxout", [*train_job, "--curves", str(tmp_path / "m.parquet")]))
+
+    from advbench.cli import _ray_settings
+
+    args = parser().parse_args(run("train", "softmax", [*train_job, "--curves", "c"]))
+    assert _ray_settings(args, ["softmax", "maxout"]).num_gpus_per_task == 0.25  # a GPU model in the job
+    assert _ray_settings(args, ["softmax"]).num_gpus_per_task == 0
