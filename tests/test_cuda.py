@@ -44,13 +44,18 @@ def _train(prepared: Path, out: Path, spec: ModelSpec = SPEC, subset: dict = SUB
     return [Trained(spec, regime, c) for c in ckpts]
 
 
+def _assert_same_weights(first: list[Trained], second: list[Trained]) -> None:
+    for a, b in zip(first, second, strict=True):
+        sa, sb = load_file(a.checkpoint), load_file(b.checkpoint)
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, same GPU: bitwise the same weights"
+
+
 def test_training_on_the_gpu_is_reproducible_and_learns(prepared, tmp_path):
     first = _train(prepared, tmp_path / "a")
     second = _train(prepared, tmp_path / "b")
     assert results.read_meta(tmp_path / "a" / "curves.parquet")["devices"] == ["cuda"]
-    for a, b in zip(first, second, strict=True):
-        sa, sb = load_file(a.checkpoint), load_file(b.checkpoint)
-        assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, same GPU: bitwise the same weights"
+    _assert_same_weights(first, second)
     curves = results.read_table(tmp_path / "a" / "curves.parquet", "curves").to_pylist()
     finals = [r for r in curves if r["epoch"] == max(c["epoch"] for c in curves)]
     assert len(finals) == 2 and all(r["val_error"] < 0.6 for r in finals), curves
@@ -95,9 +100,7 @@ def test_googlenet_trains_and_is_attacked_on_the_gpu_under_deterministic_algorit
     first = _train(prepared, tmp_path / "a", spec, subset)
     second = _train(prepared, tmp_path / "b", spec, subset)
     assert results.read_meta(tmp_path / "a" / "curves.parquet")["devices"] == ["cuda"]
-    for a, b in zip(first, second, strict=True):
-        sa, sb = load_file(a.checkpoint), load_file(b.checkpoint)
-        assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, same GPU: bitwise the same weights"
+    _assert_same_weights(first, second)
     attack = AttackSettings(eps=(0.0, 0.25), clips=(True,), batch_size=100)
     out = tmp_path / "attack.parquet"
     run_fgsm(prepared, first, first, [0, 1], out, "mnist", subset, attack, _gpu_settings())

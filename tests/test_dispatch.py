@@ -149,7 +149,7 @@ def test_the_embedded_ray_listens_on_loopback_only_even_without_the_variable_set
 def test_jobs_of_cpu_models_ask_ray_for_no_gpu(prepared, tmp_path):
     """``ray.cpu_models``: on a cluster without GPUs, a job asking for a GPU share fails at once, unless all
     its models are listed."""
-    from advbench.cli import main, parser
+    from advbench.cli import _ray_settings, main, parser
     from advbench.config import spec_to_json
 
     ray = {"num_gpus": 0, "num_gpus_per_task": 0.25, "cpu_models": ["softmax"], "object_store_mb": 100}
@@ -171,8 +171,6 @@ def test_jobs_of_cpu_models_ask_ray_for_no_gpu(prepared, tmp_path):
     assert [(r["eps"], r["n"]) for r in rows] == [(0.25, 100)]
     with pytest.raises(ValueError, match="ray.num_gpus_per_task is 0.25 but the Ray cluster has 0 GPUs"):
         main(run("train", "maxout", [*train_job, "--curves", str(tmp_path / "m.parquet")]))
-
-    from advbench.cli import _ray_settings
 
     args = parser().parse_args(run("train", "softmax", [*train_job, "--curves", "c"]))
     assert _ray_settings(args, ["softmax", "maxout"]).num_gpus_per_task == 0.25  # a GPU model in the job
