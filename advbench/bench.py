@@ -6,7 +6,13 @@ Sections (each a module): FGSM throughput against torchattacks and ART and the f
 overhead (:mod:`advbench.bench_ray`) and a finished workflow run's wall time
 (:mod:`advbench.bench_workflow`). Every timing is the median of ``reps`` repetitions after warm-up.
 Writes ``bench.parquet`` (every measurement), ``bench.md`` (the table), ``summary.csv`` (one row per
-target: ``metric,value,target,ok``) and ``summary.md`` (those rows as a table).
+target: ``metric,value,target,ok,verdict``) and ``summary.md`` (those rows as a table).
+
+A target's ``verdict`` is ``met``, ``missed`` or ``within noise``: for a ratio timed in paired repetitions,
+``met`` needs the whole 95% interval of the per-repetition ratios on the target's side and ``missed`` the
+whole interval on the other; an interval that straddles the threshold is ``within noise`` (the machine
+cannot tell the two apart). A value without repetitions (a difference, a wall time) is met or missed.
+``ok`` is the point value against the target.
 """
 
 from __future__ import annotations
@@ -100,6 +106,15 @@ class Target:
         v, t = row["value"], self.threshold(row)
         return math.isfinite(v) and (v >= t if self.op == ">=" else v <= t)
 
+    def verdict(self, row: dict) -> str:
+        """``met``, ``missed`` or ``within noise`` (see the module's docstring)."""
+        low, high = row.get("ci_low"), row.get("ci_high")
+        if low is None or not (math.isfinite(low) and math.isfinite(high)):
+            return "met" if self.met(row) else "missed"
+        t = self.threshold(row)
+        good, bad = (low >= t, high < t) if self.op == ">=" else (high <= t, low > t)
+        return "met" if good else "missed" if bad else "within noise"
+
 
 TARGETS: dict[tuple[str, str], Target] = {
     ("fgsm", "speedup_vs_torchattacks"): Target(">=", 1.0),
@@ -124,10 +139,14 @@ def with_targets(rows: list[dict]) -> list[dict]:
             "batch_size": None,
             "rep_min": None,
             "rep_max": None,
+            "ci_low": None,
+            "ci_high": None,
+            "verdict": None,
         } | row
         target = TARGETS.get((row["section"], row["metric"]))
         if target and (target.models is None or row["model"] in target.models):
             row |= {"target": f"{target.op} {target.threshold(row):.4g}", "ok": target.met(row)}
+            row["verdict"] = target.verdict(row)
         out.append(row)
     return out
 
@@ -141,10 +160,13 @@ SCHEMA = pa.schema(
         pa.field("value", pa.float64(), False),
         pa.field("rep_min", pa.float64()),  # a ratio's smallest and largest per-repetition reading
         pa.field("rep_max", pa.float64()),
+        pa.field("ci_low", pa.float64()),  # 95% interval of the per-repetition ratios' geometric mean
+        pa.field("ci_high", pa.float64()),
         pa.field("unit", pa.string(), False),
         pa.field("floor", pa.float64()),
         pa.field("target", pa.string()),
         pa.field("ok", pa.bool_()),
+        pa.field("verdict", pa.string()),
     ]
 )
 
@@ -301,10 +323,16 @@ def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:
         "repetitions",
         [_range(a, b) for a, b in zip(df["rep_min"], df["rep_max"], strict=True)],
     )
-    df = df.drop(columns=["rep_min", "rep_max"])
+    df.insert(
+        df.columns.get_loc("rep_min"),
+        "interval (95%)",
+        [_range(a, b) for a, b in zip(df["ci_low"], df["ci_high"], strict=True)],
+    )
+    df = df.drop(columns=["rep_min", "rep_max", "ci_low", "ci_high"])
     df["floor"] = df["floor"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3g}")
     df["batch_size"] = df["batch_size"].map(lambda v: "" if v is None or pd.isna(v) else str(int(v)))
     df["ok"] = df["ok"].map({True: "yes", False: "**no**"}).fillna("")
+    df["verdict"] = df["verdict"].map(lambda v: f"**{v}**" if v == "missed" else v or "")
     head = (
         f"Machine: {machine()}. Device {device}, {cfg.threads} torch thread(s), "
         f"median of {cfg.reps} repetitions after {cfg.warmup} warm-up.\n\n"
@@ -319,7 +347,7 @@ def _range(low: float | None, high: float | None) -> str:
 
 def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str) -> None:
     """``bench.parquet`` and ``bench.md`` (every row), ``summary.csv`` and ``summary.md`` (the rows with a
-    target, the latter for the README) under ``out_dir``."""
+    target, the latter for docs/performance.md) under ``out_dir``."""
     import pyarrow.parquet as pq
 
     meta = results.provenance(
@@ -336,10 +364,13 @@ def write_outputs(rows: list[dict], cfg: BenchConfig, out_dir: Path, device: str
         tmp.write_text(markdown([r for r in rows if r["target"] is not None], cfg, device))
     summary = pd.DataFrame([summary_row(r) for r in rows if r["target"] is not None])
     with results.atomic_path(out_dir / "summary.csv") as tmp:
-        summary.reindex(columns=["metric", "value", "target", "ok"]).to_csv(tmp, index=False)
+        summary.reindex(columns=["metric", "value", "target", "ok", "verdict"]).to_csv(tmp, index=False)
 
 
 def summary_row(row: dict) -> dict:
     """``fgsm/speedup_vs_art/maxout240/b128``: section, metric and the keys that make the row unique."""
     parts = [row["section"], row["metric"], row["model"], row["batch_size"] and f"b{row['batch_size']}"]
-    return {"metric": "/".join(str(p) for p in parts if p), **{k: row[k] for k in ("value", "target", "ok")}}
+    return {
+        "metric": "/".join(str(p) for p in parts if p),
+        **{k: row[k] for k in ("value", "target", "ok", "verdict")},
+    }

@@ -1,6 +1,6 @@
 """``torch.compile`` against eager PyTorch, the way advbench runs: FGSM on attack batches and one clean
 training step (forward + backward) on the paper's minibatch, same model, same inputs. advbench runs eager;
-these rows are the measurement behind that choice (README, Performance). Compilation happens in the
+these rows are the measurement behind that choice (docs/performance.md). Compilation happens in the
 warm-up, outside the timings. Where it fails (no C++ compiler, say) the rows are NaN and the log says why.
 """
 

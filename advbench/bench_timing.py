@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from scipy import stats
 
 
 def synchronize(device: str) -> None:
@@ -47,13 +49,22 @@ def median(values: list[float]) -> float:
 
 
 def paired_range(num: list[float], den: list[float]) -> dict[str, float]:
-    """The smallest and largest per-repetition ratio ``num[i] / den[i]`` (``rep_min``, ``rep_max``).
+    """The per-repetition ratios ``num[i] / den[i]``: their smallest and largest (``rep_min``, ``rep_max``)
+    and a 95% interval of their geometric mean (``ci_low``, ``ci_high``: Student's t over the logs).
 
     Each repetition times every function back to back, so its ratio is one paired reading; their range
-    shows how far the machine's noise moves a ratio whose value is the ratio of the medians.
+    shows how far the machine's noise moves a ratio whose value is the ratio of the medians, and the
+    interval decides whether a target is met, missed or within that noise (:meth:`advbench.bench.Target`).
     """
     ratios = [a / b for a, b in zip(num, den, strict=True)]
-    return {"rep_min": min(ratios), "rep_max": max(ratios)}
+    logs = [math.log(r) for r in ratios]
+    if len(logs) > 1:
+        half = float(stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / len(logs) ** 0.5
+        centre = statistics.fmean(logs)
+        ci = {"ci_low": math.exp(centre - half), "ci_high": math.exp(centre + half)}
+    else:
+        ci = {"ci_low": math.nan, "ci_high": math.nan}
+    return {"rep_min": min(ratios), "rep_max": max(ratios)} | ci
 
 
 def peak_memory_mib(fn: Callable[[], object], device: str = "cpu") -> float:

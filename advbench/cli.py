@@ -123,7 +123,7 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from advbench.report import make_report
 
-    table = make_report(args.results, args.out_dir)
+    table = make_report(args.results, args.out_dir, json.loads(args.run_notes))
     log.info("paper comparison:\n%s", table.to_string(index=False))
 
 
@@ -166,8 +166,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
     cfg = replace(cfg, threads=args.threads, reps=args.reps or cfg.reps)
     rows = run_bench(cfg, args.data, args.workflow_dir, device)
     write_outputs(rows, cfg, args.out_dir, device)
-    missed = [f"{r['section']}/{r['metric']}/{r['model']}" for r in rows if r["ok"] is False]
-    log.info("wrote %s; targets missed: %s", args.out_dir, ", ".join(missed) or "none")
+    named = {
+        verdict: [f"{r['section']}/{r['metric']}/{r['model']}" for r in rows if r["verdict"] == verdict]
+        for verdict in ("missed", "within noise")
+    }
+    log.info(
+        "wrote %s; targets missed: %s; within noise: %s",
+        args.out_dir,
+        ", ".join(named["missed"]) or "none",
+        ", ".join(named["within noise"]) or "none",
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -248,6 +256,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", type=Path, nargs="+", required=True, help="results files of any kind")
     p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument(
+        "--run-notes",
+        default="{}",
+        help="JSON: run id -> how it was trained where that is not the paper's schedule (row notes)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

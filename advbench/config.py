@@ -177,6 +177,44 @@ def run_attack(config: dict[str, Any], run: str) -> dict[str, Any]:
     return {**config["attack"], **run_entries(config)[run].get("attack", {})}
 
 
+# The paper's maxout schedule (pylearn2 mnist_pi.yaml, FIGURES.md): early stopping after 100 epochs
+# without improvement on all 50k training examples from U(+-.005), then stage 2 on all 60k until the
+# objectives meet. Neither stage has a length in the paper; presets/paper.yaml caps them at
+# PAPER_MAX_EPOCHS and PAPER_RETRAIN_EPOCHS, which early stopping and stage 2's stopping rule reach first.
+PAPER_PATIENCE, PAPER_MAX_EPOCHS, PAPER_RETRAIN_EPOCHS, PAPER_INIT_RANGE = 100, 1000, 100, 0.005
+
+
+def budget_note(spec: ModelSpec) -> str | None:
+    """How a maxout run's training differs from the paper's schedule (None: it follows it), for the notes
+    of the rows it reproduces; other architectures have no schedule in the paper to compare with."""
+    if spec.arch != "maxout":
+        return None
+    t, cuts = spec.train, []
+    if t.max_epochs < PAPER_MAX_EPOCHS or t.patience < PAPER_PATIENCE:
+        cuts.append(f"at most {_epochs(t.max_epochs)} (paper: until {PAPER_PATIENCE} without improvement)")
+    if t.n_train is not None:
+        cuts.append(f"on the first {t.n_train} training examples")
+    if spec.init_range != PAPER_INIT_RANGE:
+        cuts.append(f"init U(+-{spec.init_range:g})")
+    if not t.retrain:
+        cuts.append("no stage 2")
+    elif t.retrain_max_epochs < PAPER_RETRAIN_EPOCHS:
+        cuts.append(f"stage 2 at most {_epochs(t.retrain_max_epochs)}")
+    if not cuts:
+        return None
+    return "trained " + ", ".join(cuts) + ": the paper's schedule needs presets/paper.yaml"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def budget_notes(config: dict[str, Any]) -> dict[str, str]:
+    """:func:`budget_note` of every run that has one, by run id."""
+    notes = {run: budget_note(run_model_spec(config, run)) for run in run_entries(config)}
+    return {run: text for run, text in notes.items() if text}
+
+
 def check_experiment(config: dict[str, Any]) -> None:
     """Check references between config sections; raise :class:`ConfigError` naming the key."""
     _check_strict_types(config)

@@ -65,28 +65,97 @@ def _legend_outside(fig: Figure, ax: plt.Axes, title: str) -> None:
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, title=title, title_fontsize=8)
 
 
+# The paper's comparisons, one row of panels each (a run may appear in several); runs in none of them
+# share a last row. Colours restart in every row, so no two lines of a panel share one.
+EPS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "naive vs adversarially trained maxouts (§6)",
+        ("maxout-clean", "maxout-adversarial", "maxout1600-clean", "maxout1600-adversarial"),
+    ),
+    (
+        "noise and L1 controls (§5, §6)",
+        ("maxout-clean", "maxout-noise_sign", "maxout-noise_uniform", "maxout-l1_large", "maxout-l1_small"),
+    ),
+    ("linear models (§4, §5)", ("softmax-clean", "logistic37-clean")),
+    ("RBF and independent sigmoid outputs (§7, App. A)", ("rbf-clean", "maxout_sigmoid-clean")),
+)
+
+
+def paper_points(column: str) -> dict[tuple[str, str, float], float]:
+    """The paper's values of an attack-table ``column`` (unclipped), by (model, regime, eps)."""
+    from advbench.paper import load_figures
+
+    points = {}
+    for f in load_figures():
+        sel = f.select or {}
+        if f.paper is None or sel.get("table") != "attack" or sel.get("column") != column:
+            continue
+        if not sel.get("clipped", False) and not f.bound and not f.figure:
+            points[(sel["model"], sel["regime"], float(sel["eps"]))] = f.paper
+    return points
+
+
+def eps_groups(runs: list[str]) -> list[tuple[str, list[str]]]:
+    """The :data:`EPS_GROUPS` with a trained run not shown in an earlier group, then every other run."""
+    groups, shown = [], set()
+    for title, members in EPS_GROUPS:
+        present = [r for r in members if r in runs]
+        if set(present) - shown:  # a group whose runs all have a panel already adds nothing
+            groups.append((title, present))
+            shown |= set(present)
+    rest = [r for r in runs if r not in shown]
+    return groups + ([("other models", rest)] if rest else [])
+
+
 def eps_curves(attack: pd.DataFrame) -> Figure:
-    """FGSM error and confidence on mistakes vs eps, per model and regime, mean ± sd over seeds; unclipped
-    (the paper) on the left, clipped to [0, 1] on the right."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True, layout="constrained")
+    """FGSM error and confidence on mistakes vs eps as small multiples: one row per comparison the paper
+    draws (:data:`EPS_GROUPS`), mean ± sd over seeds unclipped (the paper; solid, with a band) and clipped
+    to [0, 1] (dashed), the paper's own values marked with a star."""
+    runs = sorted((attack["model"] + "-" + attack["regime"]).unique())
+    groups = eps_groups(runs)
+    fig, axes = plt.subplots(
+        len(groups), 2, figsize=(12, 3.4 * len(groups)), squeeze=False, layout="constrained"
+    )
     metrics = [("error", "FGSM error (%)"), ("mean_conf_wrong", "mean confidence on mistakes (%)")]
-    n_seeds = attack["seed"].nunique()
-    for col, clipped in enumerate((False, True)):
-        sub = attack[attack["clipped"] == clipped]
-        for row, (metric, ylabel) in enumerate(metrics):
-            ax = axes[row, col]
-            _run_bands(ax, sub, "eps", metric)
-            ax.set_ylabel(ylabel)
-            ax.set_ylim(0, 100)
+    run_of = attack["model"] + "-" + attack["regime"]
+    for row, (title, members) in enumerate(groups):
+        for col, (metric, ylabel) in enumerate(metrics):
+            ax, points = axes[row, col], paper_points(metric)
+            for i, run in enumerate(members):
+                _eps_lines(ax, attack[run_of == run], metric, style(i), points)
+            ax.set(ylabel=ylabel, ylim=(0, 102), title=title if col == 0 else None)
             ax.set_xticks(sorted(attack["eps"].unique()))
             ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title("unclipped (as in the paper)" if not clipped else "clipped to [0, 1]")
-            else:
+            if row == len(groups) - 1:
                 ax.set_xlabel(EPS_LABEL)
-    _legend_outside(fig, axes[0, 0], "model (regime)")
-    fig.suptitle(f"FGSM on the test set: mean over {n_seeds} seeds, band = ± 1 sd")
+        axes[row, 1].legend(fontsize=7, loc="lower right", title="model (regime)", title_fontsize=7)
+    n_seeds = attack["seed"].nunique()
+    fig.suptitle(
+        f"FGSM on the test set: mean over {n_seeds} seeds, band ± 1 sd; solid unclipped (the paper), "
+        "dashed clipped to [0, 1]; ★ the paper's value"
+    )
     return fig
+
+
+def _eps_lines(ax: plt.Axes, run: pd.DataFrame, metric: str, st: dict, points: dict) -> None:
+    """One run's unclipped line with its ± sd band, its clipped line, and the paper's points."""
+    model, regime = run["model"].iloc[0], run["regime"].iloc[0]
+    for clipped in (False, True):
+        sub = run[run["clipped"] == clipped]
+        if sub.empty:
+            continue
+        stats = sub.groupby("eps")[metric].agg(["mean", "std"]).fillna(0.0) * 100
+        xs, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
+        if clipped:
+            ax.plot(xs, mean, color=st["color"], linestyle="--", lw=0.9, marker=st["marker"], ms=2.5)
+            continue
+        ax.plot(
+            xs, mean, color=st["color"], marker=st["marker"], ms=3.5, lw=1.4, label=run_label(model, regime)
+        )
+        ax.fill_between(xs, mean - sd, mean + sd, color=st["color"], alpha=0.18, linewidth=0)
+    for (m, r, eps), value in points.items():
+        if (m, r) == (model, regime):
+            ax.plot([eps], [value * 100], marker="*", ms=12, color=st["color"], mec="black", mew=0.6, ls="")
 
 
 def transfer_matrix(
@@ -128,14 +197,23 @@ def transfer_heatmap(matrix: pd.DataFrame, eps: float) -> Figure:
 
 def training_curves(curves: pd.DataFrame) -> Figure:
     """Clean and FGSM validation error per epoch, per model and regime, mean ± sd over seeds (and ensemble
-    members); stage 2 (retraining on all 60k) continues the epoch count."""
+    members); stage 2 (retraining on all 60k) continues the epoch count. Where the paper gives the run's
+    test error (clean, and FGSM at eps .25, the curves' default eps), a dotted line in the run's colour
+    marks it: a reference for what the schedule is heading to, not the same split."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     panels = [
-        ("val_error", "clean validation error", "log"),
-        ("val_adv_error", "FGSM validation error", "linear"),
+        ("val_error", "clean validation error", "log", 0.0),
+        ("val_adv_error", "FGSM validation error", "linear", 0.25),
     ]
-    for ax, (metric, title, scale) in zip(axes, panels, strict=True):
+    points = paper_points("error")
+    for ax, (metric, title, scale, eps) in zip(axes, panels, strict=True):
         _run_bands(ax, curves, "epoch", metric)
+        for i, (model, regime) in enumerate(sorted(curves.groupby(RUN_KEYS).groups)):
+            if (model, regime, eps) in points:
+                value = points[(model, regime, eps)] * 100
+                ax.axhline(value, color=style(i)["color"], linestyle=":", lw=1.2)
+                ax.annotate(f"paper {value:g}", (1, value), xycoords=("axes fraction", "data"), fontsize=7,
+                            ha="right", va="bottom", color=style(i)["color"])  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{title} (%)")
         ax.set_yscale(scale)
@@ -143,7 +221,7 @@ def training_curves(curves: pd.DataFrame) -> Figure:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3, which="both")
         ax.set_title(f"{title} ({'log scale' if scale == 'log' else 'ε as in the regime or attack'})")
-    _legend_outside(fig, axes[0], "model (regime)")
+    _legend_outside(fig, axes[0], "model (regime); dotted: the paper's test error")
     return fig
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from advbench import paper, results
 from advbench.results import atomic_path
 
-PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std"]
+PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std", "ci95_low", "ci95_high"]
 RENAMES = {"n_seeds": "n", "n": "examples", "reproduced": "reproduced (%)", "paper": "paper (%)"}
 TABLE_FORMATS = (".md", ".csv", ".tex", ".html")
 _LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
@@ -149,7 +149,7 @@ def present(df: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(df[col]):
             out[RENAMES.get(col, col)] = [("–" if pd.isna(v) else f"{v:.2f}") for v in df[col]]
         else:
-            out[RENAMES.get(col, col)] = df[col].astype(str)
+            out[RENAMES.get(col, col)] = ["" if pd.isna(v) else str(v) for v in df[col]]
     return out.reset_index(drop=True)
 
 
@@ -206,8 +206,9 @@ def write_all(df: pd.DataFrame, stem: Path, caption: str, md_raw: bool = False) 
     """Write ``df`` as ``stem.csv`` (all numbers) and, as :func:`present` shows it, ``stem.md``, ``stem.tex``
     and ``stem.html``; each atomically. ``md_raw`` keeps the Markdown in the CSV's columns."""
     shown = present(df)
+    raw = df.assign(**{c: shown[c].to_numpy() for c in df.select_dtypes("boolean").columns})  # NA as ""
     texts = {
-        ".md": (df.to_markdown(index=False, floatfmt=".2f") if md_raw else shown.to_markdown(index=False))
+        ".md": (raw.to_markdown(index=False, floatfmt=".2f") if md_raw else shown.to_markdown(index=False))
         + "\n",
         ".csv": df.to_csv(index=False),
         ".tex": to_latex(shown, caption, stem.name),
@@ -222,15 +223,20 @@ def write_all(df: pd.DataFrame, stem: Path, caption: str, md_raw: bool = False) 
     return paths
 
 
-def make_report(paths: Sequence[Path], out_dir: Path) -> pd.DataFrame:
-    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison."""
+def make_report(
+    paths: Sequence[Path], out_dir: Path, run_notes: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison
+    (``run_notes``: :func:`advbench.config.budget_notes`, for the rows' notes)."""
     tables = load_tables(paths)
-    comparison = paper.comparison(tables)
+    comparison = paper.comparison(tables, run_notes=run_notes)
     write_all(
         as_percent(comparison, PERCENT_COLUMNS),
         out_dir / "paper_comparison",
-        "Paper vs reproduced (values in %; reproduced: mean ± sd over n seeds).",
-        md_raw=True,  # the README quotes this table with its CSV columns
+        "Paper vs reproduced (values in %; reproduced: mean ± sd over n seeds, with a 95% interval over "
+        "seeds and the test set's sampling error; within_noise: a miss whose interval reaches the "
+        "tolerance).",
+        md_raw=True,  # the Markdown keeps the CSV's column names (docs quote it)
     )
     for name, table in experiment_tables(tables).items():
         write_all(table.data, out_dir / name, table.caption)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ from advbench.bench import (  # noqa: E402
     SCHEMA,
     TARGETS,
     BenchConfig,
+    Target,
     default_epochs,
     default_task_seconds,
     model_spec,
@@ -91,9 +93,10 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     steps = rows[rows["metric"].str.startswith("step_seconds_adversarial")]  # maxout240, two processes
     assert list(steps["model"]) == ["maxout240"] * 2 and (steps["value"] > 0).all()
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["metric", "value", "target", "ok"]
+    assert list(summary.columns) == ["metric", "value", "target", "ok", "verdict"]
+    assert set(summary["verdict"]) <= {"met", "missed", "within noise"}
     assert len(summary) == rows["target"].notna().sum() and summary["metric"].is_unique
-    assert "workflow/wall_seconds/config.yaml,843.5,<= 1200,True" in (out / "summary.csv").read_text()
+    assert "workflow/wall_seconds/config.yaml,843.5,<= 1200,True,met" in (out / "summary.csv").read_text()
     md = (out / "bench.md").read_text()
     assert md.startswith("Machine: ") and "| speedup_vs_art " in md
     assert (out / "summary.md").read_text().count("| fgsm ") == len(summary) - 3  # train, ray, workflow
@@ -128,6 +131,7 @@ def test_unfinished_run_is_refused(tmp_path, prepared):
         workflow_rows(tmp_path)
     (row,) = run_bench(BenchConfig.quick(("workflow",)), prepared, tmp_path)  # its target: reported, unmet
     assert row["metric"] == "wall_seconds" and math.isnan(row["value"]) and row["ok"] is False
+    assert row["verdict"] == "missed"
 
 
 class _Uncompilable(torch.nn.Module):
@@ -150,7 +154,12 @@ def test_a_failing_compile_leaves_nan_rows_not_a_crash(monkeypatch):
 
 
 def test_paired_range_is_the_spread_of_per_repetition_ratios():
-    assert paired_range([3.0, 1.0, 2.0], [1.0, 2.0, 1.0]) == {"rep_min": 0.5, "rep_max": 3.0}
+    ranged = paired_range([3.0, 1.0, 2.0], [1.0, 2.0, 1.0])
+    assert (ranged["rep_min"], ranged["rep_max"]) == (0.5, 3.0)
+    logs = [math.log(3.0), math.log(0.5), math.log(2.0)]  # 95% t-interval of the mean log ratio
+    half = 4.302653 * statistics.stdev(logs) / 3**0.5
+    assert ranged["ci_low"] == pytest.approx(math.exp(statistics.fmean(logs) - half))
+    assert ranged["ci_high"] == pytest.approx(math.exp(statistics.fmean(logs) + half))
     with pytest.raises(ValueError):  # unpaired repetitions are a bug, not a shorter range
         paired_range([1.0, 2.0], [1.0])
 
@@ -185,3 +194,14 @@ def test_a_gpu_gets_sizes_past_launch_overhead_and_quick_stays_quick():
     assert gpu.fgsm_images_large == gpu.fgsm_images == 10_000  # the whole MNIST test set, every model
     assert gpu.train_examples > cpu.train_examples and gpu.reps > cpu.reps
     assert BenchConfig.for_run("cuda", True, ("fgsm",)) == BenchConfig.quick(("fgsm",))
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [(1.02, 1.10, "met"), (0.90, 0.98, "missed"), (0.95, 1.05, "within noise"), (None, None, "met")],
+)
+def test_a_parity_target_is_met_missed_or_within_noise_by_its_interval(low, high, verdict):
+    row = {"value": 1.01, "floor": None, "ci_low": low, "ci_high": high}
+    assert Target(">=", 1.0).verdict(row) == verdict
+    mirrored = {"value": 1 / 1.01, "floor": None, "ci_low": high and 1 / high, "ci_high": low and 1 / low}
+    assert Target("<=", 1.0).verdict(mirrored) == verdict

@@ -9,6 +9,7 @@ from conftest import REPO
 
 from advbench.config import (
     ConfigError,
+    budget_notes,
     load_config,
     model_spec,
     model_spec_from_json,
@@ -23,7 +24,7 @@ def config() -> dict:
     return load_config(REPO / "config.yaml")
 
 
-@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu"])
+@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu", "headline", "chaos"])
 def test_default_and_presets_validate(config, preset):
     merged = load_config(REPO / "config.yaml", REPO / "presets" / f"{preset}.yaml")
     validate_config(merged)
@@ -156,3 +157,24 @@ def test_report_images_take_runs_of_any_dataset(config):
     bad["report"] = {"example_eps_by_dataset": {"svhn": 0.1}}
     with pytest.raises(ConfigError, match=r"report\.example_eps_by_dataset: unknown dataset 'svhn'"):
         validate_config(bad)
+
+
+def _notes(*presets: str) -> dict[str, str]:
+    paths = [REPO / "config.yaml", *(REPO / "presets" / f"{p}.yaml" for p in presets)]
+    return budget_notes(validate_config(load_config(*paths)))
+
+
+def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule():
+    default = _notes()
+    assert (
+        "at most 3 epochs" in default["maxout-adversarial"] and "no stage 2" in default["maxout-adversarial"]
+    )
+    assert "first 10000 training examples" in default["maxout1600-adversarial"]
+    assert "init U(+-0.05)" in default["maxout1600-adversarial"]
+    assert all(note.endswith("needs presets/paper.yaml") for note in default.values())
+    assert "softmax-clean" not in default  # the paper gives the regressions no schedule to compare with
+    headline = _notes("headline")
+    assert "at most 25 epochs" in headline["maxout-clean"] and "stage 2 at most 3" in headline["maxout-clean"]
+    assert "init" not in headline["maxout-clean"]  # the headline keeps the paper's init
+    paper = _notes("paper")
+    assert not any(run.startswith("maxout") for run in paper)  # the paper preset is the paper's schedule

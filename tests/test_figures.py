@@ -23,20 +23,28 @@ def attack_df(runs=(("softmax", "clean"), ("maxout", "clean"), ("maxout", "adver
     return pd.DataFrame(rows)
 
 
-def test_eps_curves_have_units_legend_and_sd_band():
-    fig = figures.eps_curves(attack_df())
+def test_eps_curves_are_small_multiples_of_the_papers_comparisons():
+    runs = (("softmax", "clean"), ("maxout", "clean"), ("maxout", "adversarial"), ("mystery", "clean"))
+    fig = figures.eps_curves(attack_df(runs))
     axes = fig.axes
-    assert len(axes) == 4
-    assert all("ε" in ax.get_xlabel() for ax in axes[2:])
+    assert len(axes) == 6  # three rows (naive vs adversarial, linear models, other models) x two metrics
+    titles = [ax.get_title() for ax in axes[::2]]
+    assert titles[0].startswith("naive vs adversarially") and titles[1].startswith("linear models")
+    assert titles[2] == "other models"
+    assert all("ε" in ax.get_xlabel() for ax in axes[4:]) and not axes[0].get_xlabel()
     assert {ax.get_ylabel() for ax in axes} == {"FGSM error (%)", "mean confidence on mistakes (%)"}
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
-        "maxout (adversarial)",
-        "maxout (clean)",
-        "softmax (clean)",
-    ]
-    line = axes[0].lines[2]  # softmax (clean): mean over seeds 0, 1, 2 at eps .1 -> (32 + 33 + 34) / 3 %
-    np.testing.assert_allclose(line.get_ydata(), [3.0, 33.0, 78.0])
-    assert len(axes[0].collections) == 3  # one ± sd band per run
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes[1::2]]
+    assert legends == [["maxout (clean)", "maxout (adversarial)"], ["softmax (clean)"], ["mystery (clean)"]]
+    colours = [line.get_color() for line in axes[0].lines if line.get_label() in legends[0]]
+    assert len(set(colours)) == 2  # colours restart per row: no two lines of a panel share one
+    solid = [line for line in axes[2].lines if line.get_label() == "softmax (clean)"][0]
+    np.testing.assert_allclose(solid.get_ydata(), [3.0, 33.0, 78.0])  # mean over seeds 0-2, unclipped
+    assert any(line.get_linestyle() == "--" for line in axes[2].lines)  # the clipped attack
+    stars = [line for line in axes[0].lines if line.get_marker() == "*"]
+    # the paper's 240-unit maxout: clean error .94% naive, .84% adversarially trained (F6); FGSM 89.4% (F2)
+    points = sorted((float(s.get_xdata()[0]), round(float(s.get_ydata()[0]), 6)) for s in stars)
+    assert points == [(0.0, 0.84), (0.0, 0.94), (0.25, 89.4)]
+    assert len(axes[0].collections) == 2  # one ± sd band per run
 
 
 def test_styles_are_distinct_and_colour_blind_safe():
@@ -75,6 +83,12 @@ def test_training_curves_integer_epochs_and_legend():
     assert fig.axes[0].get_xlabel() == "epoch" and "(%)" in fig.axes[0].get_ylabel()
     assert len(fig.legends[0].get_texts()) == 2
     assert fig.axes[0].get_yscale() == "log"
+    # the paper's test errors as dotted lines: naive clean .94% (F6) and adversarial .84%; FGSM 89.4% (F2)
+    dotted = [
+        sorted(round(line.get_ydata()[0], 6) for line in ax.lines if line.get_linestyle() == ":")
+        for ax in fig.axes
+    ]
+    assert dotted == [[0.84, 0.94], [89.4]]
 
 
 def sweep_df(label: int = 4) -> pd.DataFrame:

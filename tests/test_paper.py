@@ -69,3 +69,69 @@ def test_figure_rows_report_one_value_per_seed():
         and table.loc["one", "verdict"] == "shown in figure"
     )
     assert pd.isna(table.loc["many", "reproduced_mean"]) and table.loc["many", "verdict"] == "shown in figure"
+
+
+def test_intervals_combine_the_seeds_spread_with_the_test_sets_sampling_error():
+    sel = {"table": "attack", "model": "m", "eps": 0.0, "clipped": False, "column": "error"}
+    figs = [
+        Figure("rate", "X", "exp", "error", 0.0094, 0.002, {**sel, "regime": "naive"}),
+        Figure("conf", "X", "exp", "conf", 0.9, 0.05, {**sel, "regime": "naive", "column": "conf"}),
+    ]
+    errors = [0.010, 0.012, 0.011, 0.013, 0.014]
+    attack = pd.DataFrame(
+        [
+            {"model": "m", "regime": "naive", "eps": 0.0, "clipped": False, "seed": s, "n": 10_000}
+            | {"error": e, "conf": 0.8 + e}
+            for s, e in enumerate(errors)
+        ]
+    )
+    table = comparison({"attack": attack}, figs).set_index(pd.Index(["rate", "conf"]))
+    mean, sd = 0.012, pd.Series(errors).std(ddof=1)
+    seeds = 2.776445 * sd / 5**0.5  # t(0.975, 4)
+    sampling = 1.959964 * (mean * (1 - mean) / 10_000) ** 0.5  # 0.94% of 10k: 94 +- 19 mistakes
+    half = (seeds**2 + sampling**2) ** 0.5
+    assert abs(table.loc["rate", "ci95_low"] - (mean - half)) < 1e-6
+    assert abs(table.loc["rate", "ci95_high"] - (mean + half)) < 1e-6
+    assert half > seeds and half > sampling
+    # a confidence is not a rate of examples: the seeds' t-interval alone
+    assert abs(table.loc["conf", "ci95_high"] - (0.812 + seeds)) < 1e-6
+
+
+def test_a_miss_within_the_noise_is_marked_and_a_clear_miss_is_not():
+    sel = {"table": "attack", "model": "m", "eps": 0.0, "clipped": False, "column": "error"}
+    figs = [
+        Figure("near", "X", "exp", "error", 0.0094, 0.002, {**sel, "regime": "near"}),
+        Figure("far", "X", "exp", "error", 0.0094, 0.002, {**sel, "regime": "far"}),
+        Figure("hit", "X", "exp", "error", 0.0094, 0.002, {**sel, "regime": "hit"}),
+    ]
+    rows = []
+    for regime, errors in (("near", [0.0125, 0.0105]), ("far", [0.05, 0.051]), ("hit", [0.0095, 0.0093])):
+        for s, e in enumerate(errors):
+            rows.append({"model": "m", "regime": regime, "eps": 0.0, "clipped": False, "seed": s})
+            rows[-1] |= {"error": e, "n": 10_000}
+    table = comparison({"attack": pd.DataFrame(rows)}, figs).set_index(pd.Index(["near", "far", "hit"]))
+    assert table.loc["near", "verdict"] == "differs" and table.loc["near", "within_noise"]
+    assert table.loc["far", "verdict"] == "differs" and not table.loc["far", "within_noise"]
+    assert table.loc["hit", "verdict"] == "matches" and pd.isna(table.loc["hit", "within_noise"])
+
+
+def test_run_notes_reach_the_rows_that_select_those_runs():
+    sel = {"table": "transfer", "eps": 0.25, "clipped": False, "column": "error"}
+    pair = {"source_model": "a", "source_regime": "clean", "target_model": "b", "target_regime": "adv"}
+    figs = [Figure("t", "X", "exp", "error", 0.2, 0.05, {**sel, **pair}), Figure("u", "X", "exp", "error")]
+    table = comparison({}, figs, run_notes={"b-adv": "trained at most 2 epochs", "c-clean": "unused"})
+    assert table.loc[0, "note"] == "b-adv: trained at most 2 epochs" and table.loc[1, "note"] == ""
+
+
+def test_f9_to_f11_measure_the_1600_unit_adversarially_trained_model():
+    by_key = {f.key: f for f in load_figures()}
+    for key in ("F9.adversarial", "F11.conf"):
+        assert by_key[key].select["model"] == "maxout1600" and by_key[key].select["regime"] == "adversarial"
+    assert by_key["F9.naive"].select["model"] == "maxout"  # the section 4 model
+    ends = {
+        k: (f.select["source_model"], f.select["target_model"]) for k, f in by_key.items() if k[:4] == "F10."
+    }
+    assert ends["F10.naive_to_adv"] == ("maxout", "maxout1600")
+    assert ends["F10.naive1600_to_adv"] == ("maxout1600", "maxout1600")
+    for key in ("F9.adversarial240", "F10.naive_to_adv240", "F10.adv240_to_naive", "F11.conf240"):
+        assert by_key[key].paper is None and by_key[key].direction  # no paper value, the paper's direction

@@ -32,6 +32,9 @@ def test_paper_table_rows_and_values(smoke_run):
     f1 = table[(table["id"] == "F1") & (table["metric"] == "error")].iloc[0]
     assert f1["reproduced_mean"] > 50.0  # FGSM at eps=.25 breaks the naive softmax (values in %)
     assert f1["paper"] == pytest.approx(99.9)
+    f9 = table[table["experiment"].str.contains("1600-unit maxout \\(F8's model\\)")].iloc[0]
+    assert f9["id"] == "F9" and "maxout1600-adversarial: trained at most 1 epoch (" in f9["note"]
+    assert f9["note"].endswith("needs presets/paper.yaml") and f9["ci95_low"] <= f9["reproduced_mean"]
     md = (smoke_run / "results/tables/paper_comparison.md").read_text()
     assert md.splitlines()[0].replace(" ", "") == "|" + "|".join(COLUMNS) + "|"
     assert "\\toprule" in (smoke_run / "results/tables/paper_comparison.tex").read_text()
@@ -54,10 +57,18 @@ def test_attack_results_are_sane(smoke_run):
 
 def test_transfer_and_curves_and_checkpoints(smoke_run):
     tr = results.read_many(sorted((smoke_run / "results/metrics/transfer").rglob("*.parquet")), "transfer")
-    pairs = set(
-        zip(tr.column("source_regime").to_pylist(), tr.column("target_regime").to_pylist(), strict=True)
-    )
-    assert pairs == {("clean", "adversarial"), ("adversarial", "clean")}
+    ends = [
+        tr.column(c).to_pylist() for c in ("source_model", "source_regime", "target_model", "target_regime")
+    ]
+    pairs = {(f"{a}-{b}", f"{c}-{d}") for a, b, c, d in zip(*ends, strict=True)}
+    assert pairs == {
+        ("maxout-clean", "maxout-adversarial"),
+        ("maxout-adversarial", "maxout-clean"),
+        ("maxout-clean", "maxout1600-adversarial"),  # F10 on F8's model, the naive side read as 240 units
+        ("maxout1600-adversarial", "maxout-clean"),
+        ("maxout1600-clean", "maxout1600-adversarial"),  # and read as 1600 units
+        ("maxout1600-adversarial", "maxout1600-clean"),
+    }
     curves_path = (
         smoke_run / "results/metrics/curves/dataset=mnist/model=maxout/regime=adversarial/curves.parquet"
     )

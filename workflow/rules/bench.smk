@@ -1,4 +1,4 @@
-# advbench bench: speed against torchattacks, ART and the physical floors (README "Performance").
+# advbench bench: speed against torchattacks, ART and the physical floors (docs/performance.md).
 # Not part of `rule all`: run `snakemake --profile workflow/profiles/default bench` after a default run,
 # whose log and benchmarks/ it reads. It claims every core so that nothing else runs while it measures.
 

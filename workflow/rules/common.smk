@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from advbench.config import (
     ConfigError,
+    budget_notes,
     check_experiment,
     export_to_jobs,
     regime_spec,
@@ -44,6 +45,8 @@ PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
 # longest training jobs first (advbench.schedule)
 TRAIN_PRIORITY = train_priorities(config)
+# the report's row notes: how each run's training differs from the paper's schedule
+RUN_NOTES = shlex.quote(json.dumps(budget_notes(config), sort_keys=True))
 
 
 wildcard_constraints:

@@ -17,8 +17,11 @@ rule report:
         "logs/report/report.log",
     conda:
         "../envs/advbench.yaml"
+    params:
+        notes=RUN_NOTES,
     shell:
-        "advbench report --results {input} --out-dir results/tables > {log} 2>&1"
+        "advbench report --results {input} --out-dir results/tables "
+        "--run-notes {params.notes} > {log} 2>&1"
 
 
 rule figures:
