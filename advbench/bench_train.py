@@ -12,6 +12,11 @@ forward and backward, and the floor is 3.
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -20,7 +25,8 @@ from advbench.bench_fgsm import EPS
 from advbench.bench_timing import median, paired_range, peak_memory_mib, time_interleaved
 from advbench.config import ModelSpec, RegimeSpec
 from advbench.models import build, linear_layers
-from advbench.training import Sgd, momentum_at, objective
+from advbench.train_state import DiskStore
+from advbench.training import Sgd, TrainState, momentum_at, objective
 
 REGIMES = {
     "clean": RegimeSpec(name="clean", kind="clean"),
@@ -60,7 +66,37 @@ def epoch_rows(
         {**keys, "metric": "adversarial_over_clean_epoch", "value": ratio, "unit": "x", "floor": floor}
         | paired_range(times["adversarial"], times["clean"])
     )
+    save = state_save_seconds(sgds["clean"], reps)
+    full_epoch = seconds["clean"] * FULL_EPOCH / len(x)  # the timed subset scaled to a whole epoch
+    rows.append({**keys, "metric": "state_save_seconds", "value": save, "unit": "s per saved training state"})
+    rows.append(
+        {**keys, "metric": "state_save_share_of_clean_epoch", "value": save / full_epoch}
+        | {"unit": f"1 (one save ÷ a clean epoch of {FULL_EPOCH} examples)"}
+    )
     return rows
+
+
+FULL_EPOCH = 50_000
+
+
+def state_save_seconds(sgd: Sgd, reps: int) -> float:
+    """Median seconds to write one training task's whole saved state (weights, velocities, best weights,
+    the generators' states) as training does after every ``train.save_every`` epochs."""
+    weights = {k: v.detach().clone() for k, v in sgd.model.state_dict().items()}
+    names = [name for name, _ in sgd.model.named_parameters()]
+    rng = {"torch": torch.get_rng_state(), "task": torch.Generator().get_state()}
+    best = {k: v.clone() for k, v in weights.items()}
+    state = TrainState(1, 1, sgd.step, weights, dict(zip(names, sgd.velocity, strict=True)), best,
+                       0.5, 1, 0.5, [], rng)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DiskStore(Path(tmp) / "seed=0.state", {"spec": {}})
+        return median([_timed(lambda: store.save(state)) for _ in range(max(reps, 3))])
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def memory_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -17,9 +18,12 @@ class CheckpointError(RuntimeError):
 
 
 def save(state: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    """Write ``state`` atomically as safetensors with string metadata."""
+    """Write ``state`` atomically as safetensors, ``meta`` as one JSON string in its header (key
+    ``advbench``): safetensors writes a header's metadata keys in no fixed order, so one key keeps the bytes
+    of a checkpoint the same from run to run."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata={"advbench": json.dumps(meta, sort_keys=True)})
 
 
 def load_into(model: nn.Module, path: Path) -> nn.Module:

@@ -186,6 +186,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(summary(table))
 
 
+def cmd_progress(args: argparse.Namespace) -> None:
+    from advbench.train_state import progress_table
+
+    table = progress_table(args.workdir)
+    if table.empty:
+        print(f"{args.workdir}: no training task has a saved state (none running, or every job finished)")
+        return
+    print(table.to_markdown(index=False, floatfmt=".4g"))
+
+
 def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     p.add_argument("--data", type=Path, required=data_required, help="prepared dataset (.npz)")
     p.add_argument("--job", required=True, help="JSON: dataset, subset and attack settings")
@@ -322,6 +332,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("a", type=Path, help="a run's folder (or its results/tables/paper_comparison.csv)")
     p.add_argument("b", type=Path, help="the run to compare with it")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "progress",
+        help="every training task's epoch, best validation score and time to go, from its saved state",
+    )
+    p.add_argument(
+        "workdir", type=Path, nargs="?", default=Path("."), help="a workflow's folder (default: .)"
+    )
+    p.set_defaults(func=cmd_progress)
     return ap
 
 

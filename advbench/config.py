@@ -50,6 +50,7 @@ class TrainSpec:
     retrain_lr: float = 0.0615
     retrain_momentum: float = 0.694
     retrain_max_epochs: int = 100
+    save_every: int = 1
     n_train: int | None = None
     lr_linear_saturate_epoch: int | None = None
     lr_linear_factor: float = 0.01

@@ -20,6 +20,7 @@ from advbench.data import load_splits, model_inputs, restrict_classes
 from advbench.dispatch import RaySettings, init_task, run_tasks, task_device
 from advbench.evaluation import fgsm_scores
 from advbench.models import build
+from advbench.train_state import DiskStore, fingerprint, spec_dicts, state_path
 from advbench.training import Tensors, task_seed, train_model
 
 TRAIN_KEYS = ("x_train", "y_train", "x_val", "y_val")
@@ -87,7 +88,13 @@ def train_task(
     tensors = train_tensors(data, spec, device)
     key = (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
     tag = f" seed {seed}" + ("" if member is None else f" member {member}")
-    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag)
+    store = DiskStore(
+        state_path(Path(checkpoint)),
+        fingerprint(*spec_dicts(spec, regime), list(key), tensors),
+        every=spec.train.save_every,
+        device=device,
+    )
+    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag, store=store)
     meta = {
         "model": spec.name,
         "regime": regime.name,
@@ -205,6 +212,8 @@ def run_train(
     outputs = run_tasks(train_task, shared, per_task, settings)
     wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
     write_outputs(outputs, "curves", curves_out, "train", wildcards, settings)
+    for task in per_task:  # every output is written: the saved states have served their purpose
+        state_path(Path(task["checkpoint"])).unlink(missing_ok=True)
 
 
 def run_fgsm(

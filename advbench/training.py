@@ -8,12 +8,13 @@ Each epoch also records eval-mode clean and FGSM error on the validation set and
 
 from __future__ import annotations
 
-import copy
+import datetime
 import hashlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -228,52 +229,204 @@ def _check_finite(loss: float, spec: ModelSpec, regime: RegimeSpec, epoch: int) 
         )
 
 
-def _log_epoch(spec: ModelSpec, regime: RegimeSpec, tag: str, row: dict) -> None:
+@dataclass
+class TrainState:
+    """Everything a training run needs to go on after its last finished epoch, bit for bit: the weights,
+    the optimizer's velocities and minibatch count, stage 1's best epoch so far, the curve rows, and the
+    random-number generators (torch's global one draws the dropout masks and noise, the task's own one the
+    minibatch order). ``stage_done``: the stage ended with this epoch; ``finished``: training is over and
+    ``model`` holds the final weights."""
+
+    stage: int
+    epoch: int
+    step: int
+    model: dict[str, torch.Tensor]
+    velocity: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor] | None
+    best_score: float
+    best_epoch: int
+    best_loss: float
+    curves: list[dict]
+    rng: dict[str, torch.Tensor]
+    stage_done: bool = False
+    finished: bool = False
+
+
+class StateStore(Protocol):
+    """Where a training run keeps its :class:`TrainState` (:mod:`advbench.train_state` on disk)."""
+
+    every: int  # save after every ``every``-th epoch (0: never); the final state is always saved
+
+    def load(self) -> TrainState | None: ...
+
+    def save(self, state: TrainState) -> None: ...
+
+
+@dataclass
+class Run:
+    """One training run in progress: the model, its optimizer, the generators, stage 1's best so far."""
+
+    spec: ModelSpec
+    regime: RegimeSpec
+    data: Tensors
+    gen: torch.Generator
+    tag: str
+    model: nn.Module
+    sgd: Sgd
+    curves: list[dict] = field(default_factory=list)
+    best: dict[str, torch.Tensor] | None = None
+    best_score: float = float("inf")
+    best_epoch: int = 0
+    best_loss: float = float("nan")
+
+    def snapshot(self, stage: int, stage_done: bool = False, finished: bool = False) -> TrainState:
+        device = self.data.x_train.device
+        rng = {"torch": torch.get_rng_state(), "task": self.gen.get_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        names = [name for name, _ in self.model.named_parameters()]
+        return TrainState(
+            stage=stage,
+            epoch=self.curves[-1]["epoch"] if self.curves else 0,
+            step=self.sgd.step,
+            model=_copy(self.model.state_dict()),
+            velocity=_copy(dict(zip(names, self.sgd.velocity, strict=True))),
+            best=self.best,
+            best_score=self.best_score,
+            best_epoch=self.best_epoch,
+            best_loss=self.best_loss,
+            curves=list(self.curves),
+            rng=rng,
+            stage_done=stage_done,
+            finished=finished,
+        )
+
+    def restore(self, state: TrainState) -> None:
+        device = self.data.x_train.device
+        self.model.load_state_dict(state.model)
+        names = [name for name, _ in self.model.named_parameters()]
+        self.sgd.velocity = [state.velocity[name].to(device) for name in names]
+        self.sgd.step = state.step
+        self.best, self.best_score = state.best, state.best_score
+        self.best_epoch, self.best_loss = state.best_epoch, state.best_loss
+        self.curves = list(state.curves)
+        torch.set_rng_state(state.rng["torch"])
+        self.gen.set_state(state.rng["task"])
+        if "cuda" in state.rng:
+            torch.cuda.set_rng_state(state.rng["cuda"], device)
+
+
+def _copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in tensors.items()}
+
+
+def _log_epoch(run: Run, row: dict, last: int, eta: float) -> None:
+    """The epoch's line in the job log: where the run is, how well it does, how long the rest can take."""
+    selected = "FGSM val error" if run.spec.train.select_on == "adversarial" else "val error"
     log.info(
-        "%s/%s%s stage %d epoch %d: train objective %.4f, val error %.4f, FGSM val error %.4f (%.1f s)",
-        spec.name,
-        regime.name,
-        tag,
+        "%s/%s%s stage %d epoch %d of at most %d: train objective %.4f, val error %.4f, FGSM val error %.4f; "
+        "best %s %.4f (epoch %d); %.1f s/epoch, at most %s to go",
+        run.spec.name,
+        run.regime.name,
+        run.tag,
         row["stage"],
         row["epoch"],
+        last,
         row["train_loss"],
         row["val_error"],
         row["val_adv_error"],
+        selected,
+        run.best_score,
+        run.best_epoch,
         row["seconds"],
+        datetime.timedelta(seconds=round(eta)),
     )
 
 
+class ProgressLog:
+    """Epoch lines at most once a minute per run (an epoch longer than that gets a line of its own)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s, self.last = every_s, -math.inf
+
+    def __call__(self, run: Run, row: dict, last: int, eta: float, final: bool) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.every_s:
+            self.last = now
+            _log_epoch(run, row, last, eta)
+
+
+def _mean_seconds(curves: list[dict]) -> float:
+    return sum(r["seconds"] for r in curves) / len(curves) if curves else 0.0
+
+
 def train_model(
-    spec: ModelSpec, regime: RegimeSpec, data: Tensors, seed: int, tag: str = ""
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    data: Tensors,
+    seed: int,
+    tag: str = "",
+    store: StateStore | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Train one model; return its final state dict and one curve row per epoch.
 
     Stage 1 trains on the training split and keeps the epoch with the lowest validation error (clean or
     adversarial as ``select_on`` says), stopping after ``patience`` epochs without improvement. With
-    ``retrain``, stage 2 continues from that model on training + validation data (paper §6).
+    ``retrain``, stage 2 continues from that model on training + validation data (paper §6). With a
+    ``store``, the run saves its state every ``store.every`` epochs and at the end, and a run that finds a
+    saved state goes on from it: the result is bit for bit that of a run never interrupted.
     """
-    t = spec.train
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build(spec, gen).to(data.x_train.device)
-    sgd = Sgd(model, spec)
-    best: tuple[float, dict | None, int, float] = (
-        float("inf"),
-        None,
-        0,
-        float("nan"),
-    )  # score, state, epoch, loss
-    curves = []
-    for epoch in range(1, t.max_epochs + 1):
+    run = Run(spec, regime, data, gen, tag, model, Sgd(model, spec))
+    state = store.load() if store else None
+    if state is not None:
+        log.info(
+            "%s/%s%s: resuming after stage %d epoch %d", spec.name, regime.name, tag, state.stage, state.epoch
+        )
+        run.restore(state)
+        if state.finished:
+            return _copy(model.state_dict()), run.curves
+    progress = ProgressLog()
+    stage, done = (state.stage, state.stage_done) if state else (1, False)
+    if stage == 1 and not done:
+        train_stage1(run, store, progress)
+    if stage == 1:  # stage 1 is over: keep its best weights, from which stage 2 starts
+        model.load_state_dict(run.best)
+        if spec.train.retrain:
+            run.sgd, stage, done = Sgd(model, spec), 2, False
+    if stage == 2 and not done:
+        retrain_on_all(run, store, progress)
+    if store is not None:
+        store.save(run.snapshot(stage, stage_done=True, finished=True))
+    return _copy(model.state_dict()), run.curves
+
+
+def _save(run: Run, store: StateStore | None, stage: int, stage_done: bool) -> None:
+    """The state after this epoch, if it is one the store keeps."""
+    epoch = run.curves[-1]["epoch"]
+    if store is not None and store.every and epoch % store.every == 0:
+        store.save(run.snapshot(stage, stage_done))
+
+
+def train_stage1(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
+    """Stage 1 from the run's last epoch: until ``patience`` epochs pass without a better validation
+    score, at most ``max_epochs``."""
+    t = run.spec.train
+    for epoch in range(len(run.curves) + 1, t.max_epochs + 1):
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
-        losses, lr = sgd.epoch(data.x_train, data.y_train, regime, t, epoch_lr(epoch, t), momentum, gen)
+        losses, lr = run.sgd.epoch(
+            run.data.x_train, run.data.y_train, run.regime, t, epoch_lr(epoch, t), momentum, run.gen
+        )
         train_loss = float(losses.mean())
-        _check_finite(train_loss, spec, regime, epoch)
-        metrics = epoch_metrics(model, data, t)
+        _check_finite(train_loss, run.spec, run.regime, epoch)
+        metrics = epoch_metrics(run.model, run.data, t)
         score = metrics["val_adv_error" if t.select_on == "adversarial" else "val_error"]
-        is_best = score < best[0]
+        is_best = score < run.best_score
         if is_best:
-            best = (score, copy.deepcopy(model.state_dict()), epoch, train_loss)
+            run.best, run.best_score = _copy(run.model.state_dict()), score
+            run.best_epoch, run.best_loss = epoch, train_loss
         row = {
             "stage": 1,
             "epoch": epoch,
@@ -282,40 +435,35 @@ def train_model(
             "train_loss": train_loss,
             **metrics,
         }
-        curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
-        _log_epoch(spec, regime, tag, curves[-1])
-        if epoch - best[2] >= t.patience:
+        run.curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
+        done = epoch - run.best_epoch >= t.patience or epoch == t.max_epochs
+        stage2 = t.retrain_max_epochs if t.retrain else 0
+        eta = _mean_seconds(run.curves) * (t.max_epochs - epoch + (stage2 * 1.2))  # stage 2: 60k of 50k
+        progress(run, run.curves[-1], t.max_epochs, eta, done)
+        _save(run, store, 1, done)
+        if done:
             break
-    model.load_state_dict(best[1])
-    if t.retrain:
-        curves += retrain_on_all(model, spec, regime, data, gen, best[3], len(curves), tag)
-    return copy.deepcopy(model.state_dict()), curves
 
 
-def retrain_on_all(
-    model: nn.Module,
-    spec: ModelSpec,
-    regime: RegimeSpec,
-    data: Tensors,
-    gen: torch.Generator,
-    target: float,
-    epochs_done: int,
-    tag: str,
-) -> list[dict]:
+def retrain_on_all(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
     """Stage 2: continue on all training + validation examples until the objective on the validation part
-    falls to ``target`` (stage 1's training objective at its best epoch), at most ``retrain_max_epochs``."""
-    t = spec.train
+    falls to stage 1's training objective at its best epoch, at most ``retrain_max_epochs``."""
+    t, data = run.spec.train, run.data
     x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
-    sgd, n_train, curves = Sgd(model, spec), len(data.x_train), []
-    for epoch in range(epochs_done + 1, epochs_done + t.retrain_max_epochs + 1):
+    n_train = len(data.x_train)
+    stage1 = sum(r["stage"] == 1 for r in run.curves)
+    last = stage1 + t.retrain_max_epochs
+    for epoch in range(len(run.curves) + 1, last + 1):
         start = time.perf_counter()
-        losses, lr = sgd.epoch(x_all, y_all, regime, t, t.retrain_lr, t.retrain_momentum, gen)
-        _check_finite(float(losses.mean()), spec, regime, epoch)
+        losses, lr = run.sgd.epoch(x_all, y_all, run.regime, t, t.retrain_lr, t.retrain_momentum, run.gen)
+        _check_finite(float(losses.mean()), run.spec, run.regime, epoch)
         held_out = float(losses[n_train:].mean())
         row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}
-        row |= {"train_loss": float(losses.mean()), **epoch_metrics(model, data, t), "is_best": False}
-        curves.append(row | {"seconds": time.perf_counter() - start})
-        _log_epoch(spec, regime, tag, curves[-1])
-        if held_out <= target:
+        row |= {"train_loss": float(losses.mean()), **epoch_metrics(run.model, data, t), "is_best": False}
+        run.curves.append(row | {"seconds": time.perf_counter() - start})
+        done = held_out <= run.best_loss or epoch == last
+        stage2_rows = [r for r in run.curves if r["stage"] == 2]
+        progress(run, run.curves[-1], last, _mean_seconds(stage2_rows) * (last - epoch), done)
+        _save(run, store, 2, done)
+        if done:
             break
-    return curves

@@ -99,7 +99,10 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     assert "workflow/wall_seconds/config.yaml,843.5,<= 1200,True,met" in (out / "summary.csv").read_text()
     md = (out / "bench.md").read_text()
     assert md.startswith("Machine: ") and "| speedup_vs_art " in md
-    assert (out / "summary.md").read_text().count("| fgsm ") == len(summary) - 3  # train, ray, workflow
+    assert (out / "summary.md").read_text().count("| fgsm ") == len(summary) - 4  # train (2), ray, workflow
+    save = rows[(rows["metric"] == "state_save_share_of_clean_epoch") & rows["target"].notna()]
+    assert list(save["model"]) == ["maxout240"] and 0 < save["value"].iloc[0] < 1
+    assert save["verdict"].iloc[0] in ("met", "missed")  # a single timing: no interval, no "within noise"
 
 
 def test_adversarial_floor_counts_multiply_adds():

@@ -52,3 +52,23 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     softmax = build(model_spec("softmax", {"arch": "softmax"}))
     with pytest.raises(CheckpointError, match="does not fit model SoftmaxRegression"):
         load_into(softmax, tmp_path / "small.safetensors")
+
+
+SAVE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from pathlib import Path
+from advbench.checkpoints import save
+meta = {"model": "maxout", "regime": "clean", "seed": "0", "member": "None", "spec": "{}"}
+save({"w": torch.arange(6.0).reshape(2, 3)}, Path(sys.argv[1]), meta)
+"""
+
+
+def test_a_checkpoint_has_the_same_bytes_from_process_to_process(tmp_path):
+    """safetensors orders a header's metadata keys differently in every process; one key does not move."""
+    import subprocess
+    import sys
+
+    paths = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", SAVE_IN_A_FRESH_PROCESS, str(path)], check=True)
+    assert len({p.read_bytes() for p in paths}) == 1

@@ -24,7 +24,7 @@ def config() -> dict:
     return load_config(REPO / "config.yaml")
 
 
-@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu", "headline", "chaos"])
+@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu", "headline", "chaos", "paper240"])
 def test_default_and_presets_validate(config, preset):
     merged = load_config(REPO / "config.yaml", REPO / "presets" / f"{preset}.yaml")
     validate_config(merged)
@@ -46,6 +46,7 @@ def test_defaults_are_filled(config):
         (lambda c: c["attack"].update(eps=["big"]), "eps"),
         (lambda c: c.update(seeds=[]), "seeds"),
         (lambda c: c.update(seeds=[1, 1]), "seeds"),
+        (lambda c: c.update(seeds=[0, 2**63]), "9223372036854775808 is greater than the maximum of 922337"),
         (lambda c: c.update(epochs=3), "epochs"),
         (lambda c: c["models"]["maxout"].update(arch="resnet"), "arch"),
         (lambda c: c["models"]["maxout"]["train"].update(lr=0), "lr"),
@@ -178,3 +179,4 @@ def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule()
     assert "init" not in headline["maxout-clean"]  # the headline keeps the paper's init
     paper = _notes("paper")
     assert not any(run.startswith("maxout") for run in paper)  # the paper preset is the paper's schedule
+    assert _notes("paper", "paper240") == {}  # the 240-unit pair alone, on the paper's schedule
