@@ -291,7 +291,7 @@ class Run:
             step=self.sgd.step,
             model=_copy(self.model.state_dict()),
             velocity=_copy(dict(zip(names, self.sgd.velocity, strict=True))),
-            best=self.best,
+            best=self.best if stage == 1 else None,  # stage 2 started from it and needs it no more
             best_score=self.best_score,
             best_epoch=self.best_epoch,
             best_loss=self.best_loss,
