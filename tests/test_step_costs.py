@@ -97,6 +97,12 @@ def test_tuned_malloc_serves_large_tensors_from_the_heap():
 
 def test_longest_training_jobs_get_the_highest_priority():
     config = load_config(REPO / "config.yaml")
+    short = {"max_epochs": 2, "n_train": 10_000}  # the 1600-unit maxouts and an ensemble on a small budget
+    config["runs"] += [
+        {"model": "maxout1600", "regime": "clean", "train": short},
+        {"model": "maxout1600", "regime": "adversarial", "train": short},
+        {"model": "maxout_member", "regime": "clean", "members": 12, "train": short},
+    ]
     priority = train_priorities(config)
     assert max(priority, key=priority.get) == "maxout1600-adversarial"
     assert priority["maxout1600-clean"] > priority["maxout-clean"] > priority["softmax-clean"] == 1
