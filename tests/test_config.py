@@ -169,7 +169,7 @@ def _notes(*presets: str) -> dict[str, str]:
 def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule():
     default = _notes()
     assert (
-        "at most 4 epochs" in default["maxout-adversarial"] and "no stage 2" in default["maxout-adversarial"]
+        "at most 5 epochs" in default["maxout-adversarial"] and "no stage 2" in default["maxout-adversarial"]
     )
     assert "maxout1600-adversarial" not in default  # the default does not train the 1600-unit maxouts
     smoke = _notes("smoke")
