@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from advbench.bench_timing import median, paired_range, peak_memory_mib, time_in
 from advbench.config import ModelSpec, RegimeSpec
 from advbench.models import build, linear_layers
 from advbench.train_state import DiskStore
-from advbench.training import Sgd, TrainState, momentum_at, objective
+from advbench.training import Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
 
 REGIMES = {
     "clean": RegimeSpec(name="clean", kind="clean"),
@@ -77,6 +78,34 @@ def epoch_rows(
 
 
 FULL_EPOCH = 50_000
+# per-epoch monitoring, (training, validation) examples scored with clean and FGSM error: the default's
+# (config.yaml) and the paper's recipe's (presets/headline.yaml: the best epoch chosen on all 10k)
+MONITORING = {"default": (1000, 1000), "paper_recipe": (1000, 10_000)}
+
+
+def monitoring_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, clean_epoch: float, reps: int, warmup: int
+) -> list[dict]:
+    """Median seconds of one epoch's monitoring (:func:`epoch_metrics`) at the default's and the paper
+    recipe's sizes, and its share of a clean epoch of ``FULL_EPOCH`` examples (``clean_epoch`` seconds)."""
+    model = build(spec, torch.Generator().manual_seed(0)).to(x.device)
+    data = Tensors(x, y, x, y)
+    sizes = {k: (min(a, len(x)), min(b, len(x))) for k, (a, b) in MONITORING.items()}
+
+    def monitor(n_train: int, n_val: int) -> Callable[[], object]:
+        t = replace(spec.train, monitor_train=n_train, monitor_val=n_val)
+        return lambda: epoch_metrics(model, data, t)
+
+    times = time_interleaved({k: monitor(*n) for k, n in sizes.items()}, reps, warmup, str(x.device))
+    rows = []
+    for k, (n_train, n_val) in sizes.items():
+        keys = {"section": "train", "model": name, "batch_size": spec.train.eval_batch_size}
+        seconds = median(times[k])
+        unit = f"s per epoch ({n_train} training + {n_val} validation examples)"
+        share = {"value": seconds / clean_epoch, "unit": f"1 (÷ a clean epoch of {FULL_EPOCH} examples)"}
+        rows.append({**keys, "metric": f"monitoring_seconds_{k}", "value": seconds, "unit": unit})
+        rows.append({**keys, "metric": f"monitoring_share_of_clean_epoch_{k}", **share})
+    return rows
 
 
 def state_save_seconds(sgd: Sgd, reps: int) -> float:

@@ -1,5 +1,5 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call), ``chaos``
-and ``bench``.
+"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call), ``chaos``,
+``bench``, ``budgets``, ``compare`` and ``progress``.
 
 Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -123,7 +123,7 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from advbench.report import make_report
 
-    table = make_report(args.results, args.out_dir, json.loads(args.run_notes))
+    table = make_report(args.results, args.out_dir, json.loads(args.run_notes), args.budgets)
     log.info("paper comparison:\n%s", table.to_string(index=False))
 
 
@@ -176,6 +176,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
         ", ".join(named["missed"]) or "none",
         ", ".join(named["within noise"]) or "none",
     )
+
+
+def cmd_budgets(args: argparse.Namespace) -> None:
+    from advbench.bench import machine
+    from advbench.budgets import Budget, default_cores, run_budgets, write_outputs
+
+    cores = args.cores or default_cores()
+    budgets = [Budget(epochs, tuple(args.seeds), cores) for epochs in args.epochs]
+    table = run_budgets(args.repo.resolve(), args.workdir.resolve(), budgets)
+    command = "advbench budgets --epochs " + " ".join(map(str, args.epochs))
+    command += " --seeds " + " ".join(map(str, args.seeds))
+    write_outputs(table, args.workdir, args.doc, machine(), command)
+    print(table.to_markdown(index=False, floatfmt=".2f"))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -271,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
         default="{}",
         help="JSON: run id -> how it was trained where that is not the paper's schedule (row notes)",
     )
+    p.add_argument("--budgets", type=Path, default=None, help="a budgets.csv of `advbench budgets`")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
@@ -324,6 +338,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a Ray task's CPUs; default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "budgets",
+        help="what an epoch budget buys: the headline pair at several stage-1 caps, one workflow run each",
+    )
+    p.add_argument("--epochs", type=int, nargs="+", default=[3, 10, 25, 50], help="stage-1 epoch caps")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every budget (default: 0)")
+    p.add_argument("--cores", type=int, default=None, help="Snakemake's cores (default: min(CPUs, 4))")
+    p.add_argument("--repo", type=Path, default=Path.cwd(), help="the workflow to copy (default: here)")
+    p.add_argument(
+        "--workdir", type=Path, default=Path("results/budgets"), help="one run folder per budget, the table"
+    )
+    p.add_argument("--doc", type=Path, default=None, help="also write the table's Markdown here")
+    p.set_defaults(func=cmd_budgets)
 
     p = sub.add_parser(
         "compare",

@@ -251,6 +251,11 @@ def _check_report(config: dict[str, Any], single: list[str]) -> None:
                 f"report.weights[{i}]: {run!r} (arch {arch}) has no first layer of weights to draw; "
                 "expected a run of a softmax, logistic, maxout or conv model"
             )
+    budgets = report.get("budgets")
+    if budgets is not None and not Path(budgets).is_file():
+        raise ConfigError(
+            f"report.budgets: {budgets} does not exist; expected a budgets.csv written by `advbench budgets`"
+        )
     for name in report.get("example_eps_by_dataset", {}):
         if name not in DATASETS:
             raise ConfigError(

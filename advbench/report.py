@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from advbench import paper, results
+from advbench.budgets import read_table as read_budgets
 from advbench.results import atomic_path
 
 PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std", "ci95_low", "ci95_high"]
@@ -224,10 +225,14 @@ def write_all(df: pd.DataFrame, stem: Path, caption: str, md_raw: bool = False) 
 
 
 def make_report(
-    paths: Sequence[Path], out_dir: Path, run_notes: dict[str, str] | None = None
+    paths: Sequence[Path],
+    out_dir: Path,
+    run_notes: dict[str, str] | None = None,
+    budgets: Path | None = None,
 ) -> pd.DataFrame:
     """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison
-    (``run_notes``: :func:`advbench.config.budget_notes`, for the rows' notes)."""
+    (``run_notes``: :func:`advbench.config.budget_notes`, for the rows' notes; ``budgets``: a budgets.csv
+    of ``advbench budgets``, shown as ``epoch_budgets``)."""
     tables = load_tables(paths)
     comparison = paper.comparison(tables, run_notes=run_notes)
     write_all(
@@ -240,4 +245,12 @@ def make_report(
     )
     for name, table in experiment_tables(tables).items():
         write_all(table.data, out_dir / name, table.caption)
+    if budgets is not None:
+        write_all(read_budgets(budgets), out_dir / "epoch_budgets", BUDGETS_CAPTION)
     return comparison
+
+
+BUDGETS_CAPTION = (
+    "What an epoch budget buys: the 240-unit pair on the paper's recipe with stage 1 capped at each budget "
+    "(%, mean over the seeds; wall and training seconds on the machine that ran it; last line: the paper)."
+)

@@ -10,7 +10,8 @@ localrules:
 
 rule report:
     input:
-        all_results(),
+        results=all_results(),
+        budgets=BUDGETS,
     output:
         **table_outputs(),
     log:
@@ -19,9 +20,10 @@ rule report:
         "../envs/advbench.yaml"
     params:
         notes=RUN_NOTES,
+        budgets=f"--budgets {shlex.quote(BUDGETS[0])}" if BUDGETS else "",
     shell:
-        "advbench report --results {input} --out-dir results/tables "
-        "--run-notes {params.notes} > {log} 2>&1"
+        "advbench report --results {input.results} --out-dir results/tables "
+        "--run-notes {params.notes} {params.budgets} > {log} 2>&1"
 
 
 rule figures:
