@@ -3,6 +3,9 @@ the chaos preset's tiny data), read back into one table that the report shows.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -72,3 +75,17 @@ def test_the_report_shows_the_table_and_refuses_a_wrong_file(budgets, tmp_path):
     wrong.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="wrong.csv has no columns"):
         read_table(wrong)
+
+
+def test_the_report_rule_reads_report_budgets(budgets, tmp_path):
+    root, plan, table = budgets
+    write_outputs(table, tmp_path, None, "this machine", "advbench budgets")
+    overlay = tmp_path / "with_budgets.yaml"
+    overlay.write_text(f"report:\n  budgets: {tmp_path / 'budgets.csv'}\n")
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--configfile"]
+    cmd += ["presets/chaos.yaml", str(overlay), "--dry-run", "--printshellcmds", "--cores", "1"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"--budgets {tmp_path / 'budgets.csv'}" in out and "results/tables/epoch_budgets.html" in out
+    overlay.write_text(f"report:\n  budgets: {tmp_path / 'missing.csv'}\n")
+    refused = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode != 0 and "report.budgets" in refused.stdout + refused.stderr

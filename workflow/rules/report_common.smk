@@ -29,7 +29,10 @@ TABLES = {
 # report.budgets: a budgets.csv of `advbench budgets`, shown as a table of its own
 BUDGETS = [config["report"]["budgets"]] if config["report"]["budgets"] else []
 if BUDGETS:
-    TABLES["epoch_budgets"] = (CAT["training"], "the 240-unit pair at several epoch budgets")
+    TABLES["epoch_budgets"] = (
+        CAT["training"],
+        "the 240-unit pair at several epoch budgets",
+    )
 TABLE_FORMATS = {
     "html": "HTML (view)",
     "tex": "LaTeX (booktabs)",
