@@ -1,4 +1,4 @@
-"""CIFAR-10: the binary-version files (or tensorflow-datasets), checks, and the paper's preprocessing.
+"""CIFAR-10: the binary-version files, their checks, the paper's preprocessing (tfds: ``advbench.tfds_data``).
 
 The local files are ``data_batch_1..5.bin`` and ``test_batch.bin``, each 10,000 records of one label byte
 and 3072 pixel bytes (1024 R, 1024 G, 1024 B, row-major). Their sha256s are those of the JPEG-degraded
@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from advbench.data import PREP_PREFIX, DataError, resolve_source, split, write_splits
+from advbench.data import CIFAR10_FILES, PREP_PREFIX, Arrays, DataError, dataset_info, prepare
 
 RECORD_BYTES, RECORDS_PER_FILE = 1 + 3072, 10_000
 FILE_BYTES = RECORD_BYTES * RECORDS_PER_FILE
-#: sha256 of the binary-version files in ADVBENCH_DATA/cifar10 (real images, JPEG q=75 degraded).
-FILES: dict[str, str] = {
-    "data_batch_1.bin": "8da035fc1631e8ce5f25904206b8993b0f3ad02a504c0584d662e806fd76c12b",
-    "data_batch_2.bin": "106eeaad9f1fa7a999292fdafe68ee909080f58aee038a76994035aedf40ba26",
-    "data_batch_3.bin": "99cb88ba00fca88bf28c517a74307b6b78a346c6ea747a561cb8e660c787d5cb",
-    "data_batch_4.bin": "76b482bc3bb79c0370e48ea71bb6e4f567a3770d224dc09a9ddc8cfa2369f294",
-    "data_batch_5.bin": "490f5ead4f04a3eb71d5898eb551e0d8d2c592feb778fb9b109a006b3f231495",
-    "test_batch.bin": "0ce179d0c0a5220739d6223197952896644ceabb648dacfdebd7f06789af543f",
-}
-N_TRAIN = 40_000  # pylearn2's CIFAR-10 maxout setup: train on 40k, validate on the last 10k of the 50k
+FILES = CIFAR10_FILES  # sha256 of the binary-version files (the registry entry's)
+N_TRAIN = dataset_info("cifar10").n_train  # pylearn2's maxout setup: train on 40k, validate on the last 10k
 GCN_SCALE, ZCA_BIAS = 55.0, 0.1
 
 
@@ -57,34 +48,26 @@ def read_batch(path: Path, sha256: str) -> tuple[np.ndarray, np.ndarray]:
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
-def cifar_from_dir(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The verified training (50k) and test (10k) arrays from a folder of binary-version files."""
+def cifar_from_dir(directory: Path, files: Mapping[str, str] = FILES) -> Arrays:
+    """The verified training (50k) and test (10k) arrays from a folder of binary-version files (``files``:
+    name -> sha256, the test file last)."""
     if not directory.is_dir():
         raise DataError(
             f"{directory}: CIFAR-10 directory not found (set ADVBENCH_DATA to a folder with cifar10/)"
         )
-    batches = [read_batch(directory / name, sha) for name, sha in FILES.items()]
+    batches = [read_batch(directory / name, sha) for name, sha in files.items()]
     x_train = np.concatenate([x for x, _ in batches[:-1]])
     y_train = np.concatenate([y for _, y in batches[:-1]])
     return x_train, y_train, *batches[-1]
 
 
-def cifar_from_tfds(data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CIFAR-10 through tensorflow-datasets (online; optional dependency). Its examples are shuffled."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise DataError(
-            "data.source 'tfds' needs tensorflow-datasets (pip install tensorflow-datasets tensorflow-cpu), "
-            "or set ADVBENCH_DATA to a folder holding cifar10/ with the binary-version files"
-        ) from None
-    arrays = []
-    for split_name in ("train", "test"):
-        x, y = tfds.as_numpy(
-            tfds.load("cifar10", split=split_name, batch_size=-1, as_supervised=True, data_dir=data_dir)
-        )
-        arrays += [np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)]
-    return tuple(arrays)  # type: ignore[return-value]
+def cifar_from_tfds(data_dir: Path | None = None) -> Arrays:
+    """CIFAR-10 through tensorflow-datasets without local files: tfds's stock builder (built once, which
+    needs TensorFlow, into ``data_dir``, default ``$TFDS_DATA_DIR`` or ``resources/data/tfds``), read without
+    TensorFlow and put back in the original order by the examples' ``id``."""
+    from advbench.tfds_data import load_tfds
+
+    return load_tfds(dataset_info("cifar10"), None, Path("resources/data"), tfds_dir=data_dir)[0]
 
 
 def gcn(x: np.ndarray, scale: float = GCN_SCALE, min_divisor: float = 1e-8) -> np.ndarray:
@@ -134,24 +117,23 @@ def unwhiten(x: np.ndarray, data: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.linalg.solve(p.T, white.T).T + data[f"{PREP_PREFIX}zca_mean"]
 
 
-def prepare_cifar10(
-    out: Path, source: str = "auto", data_dir: str | None = None, zca_fit_n: int | None = None
-) -> Path:
-    """Read and verify CIFAR-10, fit GCN + ZCA on the 50k training images (or the first ``zca_fit_n``),
-    split 40k / 10k / 10k test, and write ``out`` atomically. Returns the source used."""
-    kind, directory = resolve_source(source, data_dir, "cifar10")
-    if kind == "local":
-        assert directory is not None
-        arrays = cifar_from_dir(directory)
-    else:
-        arrays = cifar_from_tfds()
-    mean, p = fit_zca(gcn(arrays[0][:zca_fit_n]), ZCA_BIAS)
+def fit_gcn_zca(x_train: np.ndarray, zca_fit_n: int | None = None) -> dict[str, np.ndarray]:
+    """GCN + ZCA fitted on the training images (or the first ``zca_fit_n``): the ``prep_*`` arrays."""
+    mean, p = fit_zca(gcn(x_train[:zca_fit_n]), ZCA_BIAS)
     prep = {
         "zca_mean": mean,
         "zca_matrix": p.astype(np.float32),
         "gcn_scale": np.float64(GCN_SCALE),
         "zca_bias": np.float64(ZCA_BIAS),
     }
-    prep = {PREP_PREFIX + k: v for k, v in prep.items()}
-    write_splits(out, replace(split(*arrays, n_train=N_TRAIN), prep=prep))
-    return directory or Path("tensorflow-datasets")
+    return {PREP_PREFIX + k: v for k, v in prep.items()}
+
+
+def prepare_cifar10(
+    out: Path, source: str = "auto", data_dir: str | None = None, zca_fit_n: int | None = None
+) -> Path:
+    """Read and verify CIFAR-10, fit GCN + ZCA on the 50k training images (or the first ``zca_fit_n``),
+    split 40k / 10k / 10k test, and write ``out`` atomically. Returns the folder read."""
+    return prepare(
+        "cifar10", out, source, data_dir, **({} if zca_fit_n is None else {"zca_fit_n": zca_fit_n})
+    )

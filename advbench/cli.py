@@ -19,6 +19,7 @@ from pathlib import Path
 
 from advbench.chaos import CHAOS_CONFIGS, KINDS
 from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json, split_run_id
+from advbench.data import DATASETS
 
 log = logging.getLogger("advbench")
 
@@ -229,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="read, verify and split a dataset (CIFAR-10: and fit GCN + ZCA)")
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--source", choices=["auto", "local", "torchvision", "tfds"], default="auto")
     p.add_argument(

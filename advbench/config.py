@@ -220,6 +220,7 @@ def check_experiment(config: dict[str, Any]) -> None:
     """Check references between config sections; raise :class:`ConfigError` naming the key."""
     _check_strict_types(config)
     _check_data_dir(config.get("data", {}).get("dir"))
+    _check_datasets(config)
     runs = _check_runs(config)
     single = sorted(r for r, e in runs.items() if e.get("members", 1) == 1)
     for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
@@ -321,6 +322,17 @@ def _check_same_dataset(config: dict[str, Any], runs: list[str], key: str) -> No
 def _check_ref(run: str, allowed: list[str], key: str) -> None:
     if run not in allowed:
         raise ConfigError(f"{key}: {run!r} is not a trained run; expected one of {allowed}")
+
+
+def _check_datasets(config: dict[str, Any]) -> None:
+    """Every dataset named is in the registry (one entry there adds a dataset; the schema has no list)."""
+    from advbench.data import DATASETS
+
+    named = {"dataset": config["dataset"]}
+    named |= {f"models.{m}.dataset": e["dataset"] for m, e in config["models"].items() if "dataset" in e}
+    for key, name in named.items():
+        if name not in DATASETS:
+            raise ConfigError(f"{key}: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
 
 
 def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,18 @@
-"""Datasets: the registry (MNIST, CIFAR-10), MNIST's sources and checks, the paper's splits, model inputs.
+"""Datasets: the registry (MNIST, CIFAR-10), their sources and checks, the paper's splits, model inputs.
 
-Integrity of MNIST is checked on the *decompressed* IDX content (md5), since gzip headers differ between
-mirrors; CIFAR-10 lives in :mod:`advbench.cifar`. Prepared data is a ``.npz`` of uint8 images and int64
-labels: ``x_train``, ``x_val``, ``x_test`` (MNIST: the first 50k, 50k-60k, the 10k test set, as the paper's
-pylearn2 setup splits them), plus any fitted preprocessing (``prep_*`` arrays, e.g. CIFAR-10's GCN + ZCA).
-Models see flat float32 vectors (:func:`model_inputs`): pixels in [0, 1], or the preprocessed space.
+Every dataset is one :class:`DatasetInfo` entry: its shape and classes, its local files and their hashes, the
+layout they are in (IDX or CIFAR-10's binary records), where its training split ends, and which download
+sources have it. From that entry alone it can be read from local files (``data.source: local``), through
+torchvision (``torchvision``: the same IDX files, downloaded), or through tensorflow-datasets (``tfds``:
+advbench's own builder over the local files, or tfds's stock builder; see :mod:`advbench.tfds_data`); all
+give the same arrays in the same order, so the same prepared file.
+
+Integrity of IDX files is checked on the *decompressed* content (md5), since gzip headers differ between
+mirrors; CIFAR-10's binary files are checked by sha256 (:mod:`advbench.cifar`). Prepared data is a ``.npz``
+of uint8 images and int64 labels: ``x_train``, ``x_val``, ``x_test`` (MNIST: the first 50k, 50k-60k, the 10k
+test set, as the paper's pylearn2 setup splits them), plus any fitted preprocessing (``prep_*`` arrays, e.g.
+CIFAR-10's GCN + ZCA). Models see flat float32 vectors (:func:`model_inputs`): pixels in [0, 1], or the
+preprocessed space.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +36,25 @@ MNIST_FILES: dict[str, str] = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+#: sha256 of the binary-version files in ADVBENCH_DATA/cifar10 (real images, JPEG q=75 degraded).
+CIFAR10_FILES: dict[str, str] = {
+    "data_batch_1.bin": "8da035fc1631e8ce5f25904206b8993b0f3ad02a504c0584d662e806fd76c12b",
+    "data_batch_2.bin": "106eeaad9f1fa7a999292fdafe68ee909080f58aee038a76994035aedf40ba26",
+    "data_batch_3.bin": "99cb88ba00fca88bf28c517a74307b6b78a346c6ea747a561cb8e660c787d5cb",
+    "data_batch_4.bin": "76b482bc3bb79c0370e48ea71bb6e4f567a3770d224dc09a9ddc8cfa2369f294",
+    "data_batch_5.bin": "490f5ead4f04a3eb71d5898eb551e0d8d2c592feb778fb9b109a006b3f231495",
+    "test_batch.bin": "0ce179d0c0a5220739d6223197952896644ceabb648dacfdebd7f06789af543f",
+}
 IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number
 N_TRAIN = 50_000
 PREP_PREFIX = "prep_"
+#: How local files are laid out; each layout has one reader (:func:`read_local`).
+#: ``idx``: four IDX files, in ``files`` order train images, train labels, test images, test labels (md5 of
+#: the decompressed content); ``cifar_bin``: CIFAR-10's binary records, the last file the test set (sha256).
+LAYOUTS = ("idx", "cifar_bin")
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
 
 
 class DataError(RuntimeError):
@@ -39,7 +63,11 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the rest of advbench needs to know of a dataset: image shape, classes, where it can come from."""
+    """What advbench needs to know of a dataset: image shape, classes, its files, where it can come from.
+
+    Adding a dataset whose files are in an existing layout is one entry in :data:`DATASETS`: the local
+    reader, advbench's tfds builder and the tfds reader are all derived from it.
+    """
 
     name: str
     shape: tuple[int, int, int]  # (channels, height, width) of one image
@@ -47,16 +75,48 @@ class DatasetInfo:
     download: str  # the source ``auto`` falls back to without local files
     pixel_space: bool  # True: inputs are pixels in [0, 1]; False: a fitted preprocessing's space
     prepare_options: tuple[str, ...] = ()  # keys of config["data"] its preparation takes
+    files: Mapping[str, str] = field(default_factory=dict, hash=False)  # local file -> expected hash
+    layout: str = "idx"  # one of LAYOUTS
+    n_train: int = N_TRAIN  # the training split is the first n_train; the rest of it validates
+    torchvision: str | None = None  # a torchvision.datasets class that downloads the same IDX files
+    tfds_name: str | None = None  # tfds's stock builder of the same data (its order is restored)
+    preprocessing: str | None = None  # fitted on the training images at preparation (see PREPROCESSING)
 
     @property
     def n_inputs(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The values of ``data.source`` that can provide it (tfds: advbench's builder over local files)."""
+        return ("auto", "local", *(("torchvision",) if self.torchvision else ()), "tfds")
+
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", (1, 28, 28), tuple("0123456789"), "torchvision", True),
-    "cifar10": DatasetInfo("cifar10", (3, 32, 32), CIFAR10_CLASSES, "tfds", False, ("zca_fit_n",)),
+    "mnist": DatasetInfo(
+        "mnist",
+        (1, 28, 28),
+        tuple("0123456789"),
+        "torchvision",
+        True,
+        files=MNIST_FILES,
+        torchvision="MNIST",
+        tfds_name="mnist",
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10",
+        (3, 32, 32),
+        CIFAR10_CLASSES,
+        "tfds",
+        False,
+        ("zca_fit_n",),
+        files=CIFAR10_FILES,
+        layout="cifar_bin",
+        n_train=40_000,  # pylearn2's CIFAR-10 maxout setup: train on 40k, validate on the last 10k of 50k
+        tfds_name="cifar10",
+        preprocessing="gcn_zca",
+    ),
 }
 
 
@@ -123,37 +183,107 @@ def load_verified(directory: Path, stem: str, md5: str) -> np.ndarray:
     return parse_idx(raw, path)
 
 
-def mnist_from_dir(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The four verified MNIST arrays from a directory of IDX files (gzipped or not)."""
+def idx_from_dir(directory: Path, info: DatasetInfo) -> Arrays:
+    """The four verified arrays of an ``idx`` dataset (train images, labels, test images, labels) from a
+    directory of IDX files (gzipped or not); labels as int64."""
     if not directory.is_dir():
         raise DataError(
-            f"{directory}: MNIST directory not found (set ADVBENCH_DATA to a folder holding mnist/)"
+            f"{directory}: {info.name} directory not found "
+            f"(set ADVBENCH_DATA to a folder holding {info.name}/)"
         )
-    arrays = [load_verified(directory, stem, md5) for stem, md5 in MNIST_FILES.items()]
-    return arrays[0], arrays[1].astype(np.int64), arrays[2], arrays[3].astype(np.int64)
+    if len(info.files) != 4:
+        raise DataError(
+            f"{info.name}: an idx dataset names 4 files; its registry entry has {list(info.files)}"
+        )
+    x_train, y_train, x_test, y_test = (load_verified(directory, s, md5) for s, md5 in info.files.items())
+    for x, y, stem in ((x_train, y_train, list(info.files)[0]), (x_test, y_test, list(info.files)[2])):
+        if x.shape[1:] != info.shape[1:] or len(x) != len(y):
+            raise DataError(
+                f"{directory / stem}: images {x.shape} with {len(y)} labels; expected (N, "
+                f"{info.shape[1]}, {info.shape[2]}) with N labels"
+            )
+    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
 
 
-def mnist_from_torchvision(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Download MNIST with torchvision, then read and verify the raw IDX files it extracted."""
-    from torchvision.datasets import MNIST
+def mnist_from_dir(directory: Path) -> Arrays:
+    """The four verified MNIST arrays from a directory of IDX files (gzipped or not)."""
+    return idx_from_dir(directory, DATASETS["mnist"])
 
+
+def read_local(info: DatasetInfo, directory: Path) -> Arrays:
+    """The verified arrays of ``info`` from its local folder, read by its layout's reader."""
+    if info.layout == "idx":
+        return idx_from_dir(directory, info)
+    if info.layout == "cifar_bin":
+        from advbench.cifar import cifar_from_dir  # cifar imports this module
+
+        return cifar_from_dir(directory, info.files)
+    raise DataError(f"{info.name}: unknown layout {info.layout!r}; expected one of {list(LAYOUTS)}")
+
+
+def from_torchvision(info: DatasetInfo, root: Path) -> Arrays:
+    """Download with torchvision (``info.torchvision``, e.g. ``MNIST``), then read and verify the raw IDX
+    files it extracted to ``root/<class>/raw`` (already there: no download, as in the tests)."""
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, str(info.torchvision))
     for train in (True, False):
-        MNIST(str(root), train=train, download=True)
-    return mnist_from_dir(root / "MNIST" / "raw")
+        cls(str(root), train=train, download=True)
+    return idx_from_dir(root / cls.__name__ / "raw", info)
+
+
+def mnist_from_torchvision(root: Path) -> Arrays:
+    """Download MNIST with torchvision, then read and verify the raw IDX files it extracted."""
+    return from_torchvision(DATASETS["mnist"], root)
 
 
 def resolve_source(source: str, data_dir: str | None, dataset: str = "mnist") -> tuple[str, Path | None]:
-    """Pick the data source: local files (``<dir>/<dataset>/``) when a directory is given (config or
-    ``ADVBENCH_DATA``), else the dataset's download source; a source the dataset lacks is an error."""
+    """Pick the data source and the local folder it reads, ``<dir>/<dataset>/`` with ``dir`` from data.dir
+    or ``ADVBENCH_DATA``. ``local``, or ``auto`` with a directory: the local files; ``auto`` without one:
+    the dataset's download source; ``tfds``: advbench's builder over the local folder where it exists,
+    else tfds's stock builder (folder None); ``torchvision``: its download. A source the dataset lacks
+    is refused."""
     info = dataset_info(dataset)
+    if source not in info.sources:
+        raise DataError(
+            f"data.source {source!r} cannot provide {dataset}; expected one of {list(info.sources)}"
+        )
     directory = data_dir or os.environ.get("ADVBENCH_DATA")
     if source == "local" and not directory:
         raise DataError("data.source is 'local' but neither data.dir nor ADVBENCH_DATA names a directory")
     if source in ("local", "auto") and directory:
         return "local", Path(directory) / dataset
-    if source not in ("auto", info.download):
-        raise DataError(f"data.source {source!r} cannot provide {dataset}; use 'local' or {info.download!r}")
-    return info.download, None
+    kind = info.download if source == "auto" else source
+    if kind != "tfds":
+        return kind, None
+    local = Path(directory) / dataset if directory else None
+    if local is not None and local.is_dir():
+        return "tfds", local
+    if not info.tfds_name:
+        raise DataError(
+            f"data.source 'tfds': {dataset} has no stock tfds builder and {local or '<data.dir>/' + dataset} "
+            "is no folder; put its files there (data.dir or ADVBENCH_DATA) for advbench's own builder"
+        )
+    return "tfds", None
+
+
+def load_arrays(
+    dataset: str, source: str = "auto", data_dir: str | None = None, cache: Path = Path("resources/data")
+) -> tuple[Arrays, Path]:
+    """The verified train and test arrays of ``dataset`` from ``source``, in the original order, and the
+    folder they were read from. ``cache`` holds downloads (``download/``) and tfds builds (``tfds/``, or
+    ``$TFDS_DATA_DIR``)."""
+    info = dataset_info(dataset)
+    kind, directory = resolve_source(source, data_dir, dataset)
+    if kind == "local":
+        assert directory is not None
+        return read_local(info, directory), directory
+    if kind == "torchvision":
+        root = cache / "download"
+        return from_torchvision(info, root), root
+    from advbench.tfds_data import load_tfds
+
+    return load_tfds(info, directory, cache)
 
 
 def split(
@@ -169,37 +299,35 @@ def write_splits(out: Path, splits: Splits) -> None:
         np.savez(fh, **splits.as_dict())
 
 
+def fit_preprocessing(name: str, x_train: np.ndarray, **options) -> dict[str, np.ndarray]:
+    """The ``prep_*`` arrays of a dataset's preprocessing, fitted on its training images."""
+    if name == "gcn_zca":
+        from advbench.cifar import fit_gcn_zca
+
+        return fit_gcn_zca(x_train, **options)
+    raise DataError(f"unknown preprocessing {name!r}; expected 'gcn_zca' or none")
+
+
 def prepare(dataset: str, out: Path, source: str = "auto", data_dir: str | None = None, **options) -> Path:
-    """Read, verify and split ``dataset`` (fitting its preprocessing, if any); write ``out``. Returns the
-    source used. ``options`` go to the dataset's own preparation (CIFAR-10: ``zca_fit_n``)."""
-    allowed = dataset_info(dataset).prepare_options
-    unknown = sorted(set(options) - set(allowed))
+    """Read, verify and split ``dataset`` (fitting its preprocessing, if any); write ``out`` atomically.
+    Returns the folder read. ``options`` go to the dataset's preparation (CIFAR-10: ``zca_fit_n``)."""
+    info = dataset_info(dataset)
+    unknown = sorted(set(options) - set(info.prepare_options))
     if unknown:
-        raise DataError(f"{dataset}: unknown preparation options {unknown}; it takes {list(allowed)}")
-    return PREPARE[dataset](out, source, data_dir, **options)
+        raise DataError(
+            f"{dataset}: unknown preparation options {unknown}; it takes {list(info.prepare_options)}"
+        )
+    arrays, used = load_arrays(dataset, source, data_dir, out.parent)
+    splits = split(*arrays, n_train=info.n_train)
+    if info.preprocessing:
+        splits = replace(splits, prep=fit_preprocessing(info.preprocessing, arrays[0], **options))
+    write_splits(out, splits)
+    return used
 
 
-def prepare_mnist(
-    out: Path, source: str = "auto", data_dir: str | None = None, cache: Path | None = None
-) -> Path:
-    """Read, verify and split MNIST, writing ``out`` (.npz) atomically. Returns the source used."""
-    kind, directory = resolve_source(source, data_dir)
-    if kind == "local":
-        assert directory is not None
-        arrays = mnist_from_dir(directory)
-    else:
-        arrays = mnist_from_torchvision(cache or out.parent / "download")
-    write_splits(out, split(*arrays))
-    return directory or Path("torchvision")
-
-
-def _prepare_cifar10(out: Path, source: str, data_dir: str | None, **options) -> Path:
-    from advbench.cifar import prepare_cifar10  # cifar imports this module
-
-    return prepare_cifar10(out, source, data_dir, **options)
-
-
-PREPARE = {"mnist": prepare_mnist, "cifar10": _prepare_cifar10}
+def prepare_mnist(out: Path, source: str = "auto", data_dir: str | None = None) -> Path:
+    """Read, verify and split MNIST, writing ``out`` (.npz) atomically. Returns the folder read."""
+    return prepare("mnist", out, source, data_dir)
 
 
 def load_splits(

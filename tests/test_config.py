@@ -183,3 +183,14 @@ def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule()
     paper = _notes("paper")
     assert not any(run.startswith("maxout") for run in paper)  # the paper preset is the paper's schedule
     assert _notes("paper", "paper240") == {}  # the 240-unit pair alone, on the paper's schedule
+
+
+def test_a_dataset_outside_the_registry_is_refused_by_key(config):
+    bad = copy.deepcopy(config)
+    bad["models"]["softmax"]["dataset"] = "svhn"
+    with pytest.raises(ConfigError, match=r"models.softmax.dataset: unknown dataset 'svhn'.*'cifar10'"):
+        validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["dataset"] = "svhn"
+    with pytest.raises(ConfigError, match=r"^dataset: unknown dataset 'svhn'"):
+        validate_config(bad)
