@@ -61,15 +61,6 @@ def cifar_from_dir(directory: Path, files: Mapping[str, str] = FILES) -> Arrays:
     return x_train, y_train, *batches[-1]
 
 
-def cifar_from_tfds(data_dir: Path | None = None) -> Arrays:
-    """CIFAR-10 through tensorflow-datasets without local files: tfds's stock builder (built once, which
-    needs TensorFlow, into ``data_dir``, default ``$TFDS_DATA_DIR`` or ``resources/data/tfds``), read without
-    TensorFlow and put back in the original order by the examples' ``id``."""
-    from advbench.tfds_data import load_tfds
-
-    return load_tfds(dataset_info("cifar10"), None, Path("resources/data"), tfds_dir=data_dir)[0]
-
-
 def gcn(x: np.ndarray, scale: float = GCN_SCALE, min_divisor: float = 1e-8) -> np.ndarray:
     """Global contrast normalization (pylearn2): subtract each row's mean, scale its L2 norm to ``scale``."""
     x = x.reshape(len(x), -1).astype(np.float64)

@@ -27,6 +27,14 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    root = os.environ.get("ADVBENCH_DATA")
+    if not root or not (Path(root) / "cifar10").is_dir():
+        pytest.skip("set ADVBENCH_DATA to a folder holding cifar10/ (CI sets ../shared/data)")
+    return Path(root).resolve() / "cifar10"
+
+
+@pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
     from advbench.data import prepare_mnist
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -13,18 +12,11 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from advbench.attacks import fgsm
-from advbench.cifar import FILE_BYTES, FILES, cifar_from_dir, cifar_from_tfds, fit_zca, gcn, read_batch
+from advbench.cifar import FILE_BYTES, FILES, cifar_from_dir, fit_zca, gcn, read_batch
 from advbench.config import model_spec
 from advbench.data import DataError, dataset_info, load_splits, model_inputs, prepare, resolve_source
 from advbench.models import build, conv_layers
-
-
-@pytest.fixture(scope="session")
-def cifar_dir() -> Path:
-    root = os.environ.get("ADVBENCH_DATA")
-    if not root or not (Path(root) / "cifar10").is_dir():
-        pytest.skip("set ADVBENCH_DATA to a folder holding cifar10/ (CI sets ../shared/data)")
-    return Path(root).resolve() / "cifar10"
+from advbench.tfds_data import load_tfds
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +75,7 @@ def test_wrong_content_names_expected_and_found_sha256(cifar_copy):
     assert "data_batch_3.bin: sha256 is " in message and f"expected {FILES['data_batch_3.bin']}" in message
 
 
-def test_missing_file_and_sources(cifar_copy, monkeypatch):
+def test_missing_file_and_sources(cifar_copy, monkeypatch, tmp_path):
     (cifar_copy / "data_batch_5.bin").unlink()
     with pytest.raises(DataError, match="data_batch_5.bin: file not found"):
         cifar_from_dir(cifar_copy)
@@ -93,7 +85,7 @@ def test_missing_file_and_sources(cifar_copy, monkeypatch):
         resolve_source("torchvision", None, "cifar10")  # torchvision's CIFAR10 reads pickles
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(DataError, match="needs tensorflow-datasets"):
-        cifar_from_tfds()
+        load_tfds(dataset_info("cifar10"), None, tmp_path)
 
 
 def test_gcn_gives_zero_mean_and_norm_55(cifar):

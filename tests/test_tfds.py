@@ -54,14 +54,6 @@ print(json.dumps({"tensorflow_modules": loaded, "attempts": sorted(set(attempts)
 
 
 @pytest.fixture(scope="module")
-def cifar_dir() -> Path:
-    root = os.environ.get("ADVBENCH_DATA")
-    if not root or not (Path(root) / "cifar10").is_dir():
-        pytest.skip("set ADVBENCH_DATA to a folder holding cifar10/ (CI sets ../shared/data)")
-    return Path(root).resolve() / "cifar10"
-
-
-@pytest.fixture(scope="module")
 def cifar_local(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("local") / "cifar10.npz"
     prepare("cifar10", out, "local", str(cifar_dir.parent), zca_fit_n=ZCA_FIT_N)
