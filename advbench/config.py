@@ -221,6 +221,7 @@ def check_experiment(config: dict[str, Any]) -> None:
     _check_strict_types(config)
     _check_data_dir(config.get("data", {}).get("dir"))
     _check_datasets(config)
+    _check_models(config)
     runs = _check_runs(config)
     single = sorted(r for r, e in runs.items() if e.get("members", 1) == 1)
     for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
@@ -333,6 +334,31 @@ def _check_datasets(config: dict[str, Any]) -> None:
     for key, name in named.items():
         if name not in DATASETS:
             raise ConfigError(f"{key}: unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+
+
+def _check_models(config: dict[str, Any]) -> None:
+    """What the schema cannot know: a logistic regression's two classes, and training sets that exist.
+
+    ``train.n_train`` (a model's, or a run's override) above the examples there are would silently train
+    on fewer than asked.
+    """
+    from advbench.data import dataset_info
+
+    n_subset = config.get("data", {}).get("n_train")
+    for name, entry in config["models"].items():
+        if entry.get("arch") == "logistic" and len(entry.get("classes") or []) != 2:
+            raise ConfigError(f"models.{name}.classes: arch 'logistic' needs exactly two classes")
+        info = dataset_info(entry.get("dataset", config["dataset"]))
+        available = min(info.n_train, n_subset or info.n_train)
+        asked = {f"models.{name}.train.n_train": entry.get("train", {}).get("n_train")}
+        asked |= {
+            f"runs[{i}].train.n_train": run.get("train", {}).get("n_train")
+            for i, run in enumerate(config["runs"])
+            if run["model"] == name
+        }
+        for key, n in asked.items():
+            if n is not None and n > available:
+                raise ConfigError(f"{key}: {n} is more than the {available} training examples of {info.name}")
 
 
 def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -281,6 +281,7 @@ def run_tasks(
                 f"ray.num_gpus_per_task is {settings.num_gpus_per_task} but the Ray cluster has {gpus} GPUs; "
                 "set ray.num_gpus_per_task to 0 to run on CPUs"
             )
+        _check_cpus_fit(settings.num_cpus_per_task)
         refs = {name: ray.put(value) for name, value in shared.items()}
         remote = ray.remote(logged_call).options(
             name=settings.task_name or fn.__name__,
@@ -292,6 +293,18 @@ def run_tasks(
         futures = [remote.remote(fn, settings.log_file, **refs, **kwargs) for kwargs in per_task]
         log.info("dispatched %d Ray tasks", len(futures))
         return ray.get(futures)
+
+
+def _check_cpus_fit(num_cpus_per_task: float) -> None:
+    """A task that asks for more CPUs than any node has waits forever (Ray calls it infeasible): refuse it."""
+    import ray
+
+    most = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+    if num_cpus_per_task > most:
+        raise ValueError(
+            f"ray.num_cpus_per_task is {num_cpus_per_task} but the largest node of the Ray cluster has "
+            f"{most} CPUs; a task runs on one node: set ray.num_cpus_per_task to at most that"
+        )
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

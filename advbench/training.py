@@ -52,8 +52,16 @@ def momentum_at(epoch: int, t: TrainSpec) -> float:
 
 
 def lr_at(step: int, t: TrainSpec, lr: float | None = None) -> float:
-    """pylearn2 ``ExponentialDecay``: ``lr / decay**step``, floored at ``lr_min``."""
-    return max((t.lr if lr is None else lr) / t.lr_decay**step, t.lr_min)
+    """pylearn2 ``ExponentialDecay``: ``lr / decay**step``, floored at ``lr_min``.
+
+    ``decay**step`` leaves the float range in long schedules (1.01**step past step 71,300: epoch 143 of 500
+    steps); the quotient is then below every positive ``lr_min``, and the floor holds.
+    """
+    try:
+        decayed = (t.lr if lr is None else lr) / t.lr_decay**step
+    except OverflowError:
+        decayed = 0.0
+    return max(decayed, t.lr_min)
 
 
 def epoch_lr(epoch: int, t: TrainSpec) -> float:

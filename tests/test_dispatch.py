@@ -79,6 +79,16 @@ def test_asking_for_gpus_ray_does_not_have_fails_fast():
         run_tasks(_dies_once, {"marker": "unused"}, [{"seed": 0}], settings)
 
 
+def test_asking_for_more_cpus_than_a_node_has_fails_fast():
+    """Ray would keep such a task pending forever (infeasible): a long run must not hang at its first job."""
+    from advbench.dispatch import run_tasks
+
+    settings = RaySettings(num_cpus=1, num_gpus=0, object_store_mb=100, num_cpus_per_task=3)
+    message = "ray.num_cpus_per_task is 3 but the largest node of the Ray cluster has 1.0 CPUs"
+    with pytest.raises(ValueError, match=message):
+        run_tasks(_dies_once, {"marker": "unused"}, [{"seed": 0}], settings)
+
+
 def _log_and_pid(seed: int) -> dict:
     """Logs a line and says which worker process ran it."""
     import logging

@@ -28,6 +28,10 @@ def test_momentum_ramp_and_lr_decay():
     assert momentum_at(125, t) == pytest.approx(0.5 + 0.2 * 124 / 249)
     assert lr_at(0, t) == 0.1 and lr_at(1, t) == pytest.approx(0.1 / 1.000004)
     assert lr_at(10**8, t) == t.lr_min
+    # A faster decay leaves the float range in a long schedule (1.01**71500 overflows): the floor holds.
+    fast = TrainSpec(lr_decay=1.01)
+    assert lr_at(71_000, fast) == t.lr_min and lr_at(500 * 1000, fast) == t.lr_min
+    assert lr_at(100, fast) == 0.1 / 1.01**100  # exactly pylearn2's quotient where it is a float
 
 
 def test_task_seed_depends_on_the_whole_key():
