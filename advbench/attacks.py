@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from advbench.heads import attack_loss
+from advbench.models.heads import attack_loss
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# called as loss(outputs, labels, reduction="sum"), as torch's functional losses are
+Loss = Callable[..., torch.Tensor]
 
 
 @contextlib.contextmanager

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from advbench.chaos import CHAOS_CONFIGS, KINDS
-from advbench.config import RAY_ENV, model_spec_from_json, regime_spec_from_json, split_run_id
-from advbench.data import DATASETS
+from advbench.config.loading import RAY_ENV
+from advbench.config.runs import split_run_id
+from advbench.config.specs import model_spec_from_json, regime_spec_from_json
+from advbench.data.registry import DATASETS
+from advbench.reliability import CHAOS_CONFIGS, KINDS
 
 log = logging.getLogger("advbench")
 
@@ -30,7 +32,7 @@ def _job(text: str) -> dict:
 
 def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
     """The job's Ray settings; a job whose models are all in ``ray.cpu_models`` asks for no GPU."""
-    from advbench.dispatch import RaySettings
+    from advbench.runtime.ray import RaySettings
 
     ray, threads = json.loads(args.ray), args.threads
     on_cpus = bool(models) and set(models) <= set(ray.get("cpu_models", []))
@@ -49,21 +51,21 @@ def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
 
 
 def _attack_settings(job: dict):
-    from advbench.jobs import AttackSettings
+    from advbench.jobs.common import AttackSettings
 
     a = job["attack"]
     return AttackSettings(tuple(a["eps"]), tuple(a["clip"]), a["batch_size"], a["label_source"])
 
 
 def _trained(model_json: str, regime_json: str, ckpts: list[str]):
-    from advbench.jobs import Trained
+    from advbench.jobs.common import Trained
 
     spec, regime = model_spec_from_json(model_json), regime_spec_from_json(regime_json)
     return [Trained(spec, regime, c) for c in ckpts]
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from advbench.data import prepare
+    from advbench.data.splits import prepare
 
     options = {} if args.zca_fit_n is None else {"zca_fit_n": args.zca_fit_n}
     used = prepare(args.dataset, args.out, args.source, args.data_dir, **options)
@@ -71,7 +73,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from advbench.jobs import run_train
+    from advbench.jobs.train import run_train
 
     job = _job(args.job)
     spec, regime = model_spec_from_json(args.model), regime_spec_from_json(args.regime)
@@ -90,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
-    from advbench.experiments import run_experiment
+    from advbench.jobs.experiments import run_experiment
 
     outs = dict(item.split("=", 1) for item in args.out)
     outs = {kind: Path(path) for kind, path in outs.items()}
@@ -100,7 +102,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 
 def _run_fgsm(args: argparse.Namespace, sources: list, targets: list) -> None:
-    from advbench.jobs import run_fgsm
+    from advbench.jobs.attack import run_fgsm
 
     job = _job(args.job)
     models = [t.spec.name for t in (*sources, *targets)]
@@ -122,29 +124,29 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from advbench.report import make_report
+    from advbench.report.tables import make_report
 
     table = make_report(args.results, args.out_dir, json.loads(args.run_notes), args.budgets)
     log.info("paper comparison:\n%s", table.to_string(index=False))
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from advbench.render import make_figures
+    from advbench.report.figures import make_figures
 
     written = make_figures(args.results, _job(args.job), args.out_dir)
     log.info("wrote %d figure files under %s", len(written), args.out_dir)
 
 
 def cmd_panels(args: argparse.Namespace) -> None:
-    from advbench.panels import make_panels
+    from advbench.jobs.panels import make_panels
 
     written = make_panels(_job(args.job), args.out_dir)
     log.info("wrote %s", ", ".join(map(str, written.values())))
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from advbench.badinputs import check_bad_inputs
-    from advbench.chaos import Workflow, run_chaos
+    from advbench.reliability.badinputs import check_bad_inputs
+    from advbench.reliability.chaos import Workflow, run_chaos
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="advbench-chaos-"))
     configs = tuple(args.configfile)
@@ -160,7 +162,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> None:
     import torch
 
-    from advbench.bench import SECTIONS, BenchConfig, run_bench, write_outputs
+    from advbench.bench.suite import SECTIONS, BenchConfig, run_bench, write_outputs
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = BenchConfig.for_run(device, args.quick, tuple(args.sections or SECTIONS))
@@ -180,8 +182,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_budgets(args: argparse.Namespace) -> None:
-    from advbench.bench import machine
-    from advbench.budgets import Budget, default_cores, run_budgets, write_outputs
+    from advbench.bench.budgets import Budget, default_cores, run_budgets, write_outputs
+    from advbench.bench.suite import machine
 
     cores = args.cores or default_cores()
     budgets = [Budget(epochs, tuple(args.seeds), cores) for epochs in args.epochs]
@@ -193,7 +195,7 @@ def cmd_budgets(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from advbench.compare import compare, load, summary
+    from advbench.report.compare import compare, load, summary
 
     table = compare(load(args.a), load(args.b))
     print(table.to_markdown(index=False, floatfmt=".3g"))
@@ -201,7 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_progress(args: argparse.Namespace) -> None:
-    from advbench.train_state import progress_table
+    from advbench.training.state import progress_table
 
     table = progress_table(args.workdir)
     if table.empty:
@@ -374,8 +376,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from advbench.dispatch import LOG_FORMAT
-    from advbench.jobsession import job_log_handler
+    from advbench.runtime.logs import job_log_handler
+    from advbench.runtime.task import LOG_FORMAT
 
     args = parser().parse_args(argv)
     if getattr(args, "log", None):
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(argv: list[str]) -> None:
     """A workflow job in the calling thread (a rule's ``run:`` under the default profile's threads), its log
     lines (``--log``, required) those of this thread only; errors are logged there too, then raised."""
-    from advbench.jobsession import thread_log
+    from advbench.runtime.logs import thread_log
 
     args = parser().parse_args(argv)
     if not getattr(args, "log", None):

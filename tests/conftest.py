@@ -36,7 +36,7 @@ def cifar_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
-    from advbench.data import prepare_mnist
+    from advbench.data.splits import prepare_mnist
 
     out = tmp_path_factory.mktemp("data") / "mnist.npz"
     prepare_mnist(out, "local", str(mnist_dir.parent))

@@ -4,29 +4,26 @@ import json
 import os
 import shlex
 
-from snakemake.utils import validate
-
-from advbench.config import (
-    ConfigError,
+from advbench.config.loading import export_to_jobs
+from advbench.config.runs import (
     budget_notes,
-    check_experiment,
-    export_to_jobs,
-    regime_spec,
     run_attack,
     run_dataset,
     run_entries,
     run_id,
     run_model_spec,
-    spec_to_json,
     split_run_id,
 )
-from advbench.data import dataset_info
-from advbench.dispatch import claim_workdir, start_shared_head, stop_shared_head
-from advbench.schedule import train_priorities
+from advbench.config.specs import ConfigError, regime_spec, spec_to_json
+from advbench.config.validation import validate_config
+from advbench.data.registry import dataset_info
+from advbench.priorities import train_priorities
+from advbench.runtime.ray import start_shared_head, stop_shared_head
+from advbench.runtime.workdir import claim_workdir
 
-validate(config, schema="../schemas/config.schema.yaml")
+# once: the packaged schema (which fills defaults), then the references between sections
 try:
-    check_experiment(config)
+    validate_config(config)
 except ConfigError as err:
     raise ValueError(f"config error: {err}") from None
 export_to_jobs(config)
@@ -43,7 +40,7 @@ MEMBER_RUNS = {
 N_MEMBERS = max(MEMBER_RUNS.values(), default=1)
 PAIRS = [(p["source"], p["target"]) for p in config["transfer"]["pairs"]]
 SUBSET = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
-# longest training jobs first (advbench.schedule)
+# longest training jobs first (advbench.priorities)
 TRAIN_PRIORITY = train_priorities(config)
 # the report's row notes: how each run's training differs from the paper's schedule
 RUN_NOTES = shlex.quote(json.dumps(budget_notes(config), sort_keys=True))

@@ -1,5 +1,5 @@
 """The image figures' data: one light job reads the first seed's checkpoint of every run an image figure shows
-(and the test sets of the FGSM examples) and writes it as Parquet under results/panels/ (advbench/panels.py),
+(and the test sets of the FGSM examples) and writes it as Parquet under results/panels/ (advbench/jobs/panels.py),
 so that the figures rule reads Parquet only. Helpers in report_common.smk."""
 
 

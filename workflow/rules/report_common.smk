@@ -1,5 +1,5 @@
 """Helpers of report.smk and panels.smk: which tables and figures the config asks for, their report
-categories and labels, and the figures job (see advbench/render.py)."""
+categories and labels, and the figures job (see advbench/report/figures.py)."""
 
 # name -> (report category, runs shown); a table is registered as HTML (shown in the report), LaTeX, CSV
 # and Markdown
@@ -60,7 +60,7 @@ def by_dataset(runs):
     return out
 
 
-# panel kind (advbench/render.py) -> (figure name stem, report category); one figure per dataset
+# panel kind (advbench/report/figures.py) -> (figure name stem, report category); one figure per dataset
 IMAGE_PANELS = {
     "examples": ("adversarial_examples", CAT["fgsm"]),
     "weights": ("first_layer_weights", CAT["training"]),
@@ -150,7 +150,7 @@ def figure_outputs():
 
 
 def figures_job():
-    """The figures job: the charts to draw and every image figure's panel and dataset (advbench/render.py)."""
+    """The figures job: the charts to draw and every image figure's panel and dataset (advbench/report/figures.py)."""
     images = {
         name: {"panel": panel, "dataset": dataset}
         for name, (panel, dataset, _) in image_figures().items()
@@ -190,7 +190,7 @@ def panel_datasets():
 
 
 def panels_job():
-    """The panels job: the runs of every image figure and their settings (advbench/panels.py)."""
+    """The panels job: the runs of every image figure and their settings (advbench/jobs/panels.py)."""
     rep, rubbish = config["report"], config["rubbish"] or {}
     datasets = set(map(dataset_of, panel_runs()))
     job = {

@@ -22,17 +22,17 @@ rule train:
         regime=lambda w: regime_json(w.regime),
         job=lambda w: train_job_json(w.dataset),
         seeds=SEED_ARGS,
+        members=1,
     run:
         run_advbench(
-            "train --data {input.data} --job {params.job:q}"
+            "train --data {input.data} --job {params.job:q} --members {params.members}"
             " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
             " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} --log {log}"
         )
 
 
-rule train_members:
-    input:
-        data=lambda w: data_path(w.dataset),
+# an ensemble run (members > 1): the same job, one checkpoint per seed and member
+use rule train as train_members with:
     output:
         checkpoints=expand(
             "results/models/dataset={{dataset}}/model={{model}}/regime={{regime}}/seed={seed}/member={member}.safetensors",
@@ -44,21 +44,9 @@ rule train_members:
         "logs/train/{dataset}/{model}-{regime}-members.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}-members.tsv"
-    priority: lambda w: TRAIN_PRIORITY[run_id(w.model, w.regime)]
-    threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
         mem_mb=4000,
         runtime=240,
     params:
-        model=lambda w: model_json(w.model, w.regime),
-        regime=lambda w: regime_json(w.regime),
-        job=lambda w: train_job_json(w.dataset),
-        seeds=SEED_ARGS,
         members=N_MEMBERS,
-    run:
-        run_advbench(
-            "train --data {input.data} --job {params.job:q} --members {params.members}"
-            " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
-            " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} --log {log}"
-        )

@@ -1,0 +1,83 @@
+"""What Ray costs a job: the round trip of a no-op task, a real training task through Ray against the same
+call in-process, and the speed-up of two concurrent workers over one.
+
+The Ray instance is the one a job would get (:func:`advbench.runtime.ray.ray_session`: a cluster or shared
+head
+when one is configured, else a private loopback-only instance), started once; start-up is reported apart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from advbench.bench.timing import median
+from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.jobs.train import train_task
+from advbench.runtime.ray import RaySettings, ray_session
+
+
+def noop() -> None:
+    return None
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_cpus: int = 2) -> list[dict]:
+    """Ray's per-task overhead, absolute and as a share of ``default_task_s`` (one default training task),
+    and the speed-up of ``num_cpus`` concurrent training tasks over running them one after another."""
+    import ray
+
+    regime = RegimeSpec(name="clean", kind="clean")
+    settings = RaySettings(num_cpus=num_cpus, num_cpus_per_task=1, object_store_mb=256)
+    with tempfile.TemporaryDirectory(prefix="advbench-bench-") as tmp:
+        ckpt = str(Path(tmp) / "model.safetensors")
+        kwargs = {"spec": spec, "regime": regime, "dataset": "mnist", "seed": 0, "settings": settings}
+        local = {**kwargs, "settings": replace(settings, use_ray=False)}
+        start = time.perf_counter()
+        with ray_session(settings):
+            startup = time.perf_counter() - start
+            task = ray.remote(train_task).options(num_cpus=1, max_retries=0)
+            ref = ray.put(data)
+
+            def via_ray(n: int = 1) -> None:
+                ray.get([task.remote(ref, checkpoint=f"{ckpt}.{i}", **kwargs) for i in range(n)])
+
+            cold = _timed(via_ray)  # a fresh worker imports torch and advbench: once per worker and run
+            empty = ray.remote(noop)
+            noop_s = median([_timed(lambda: ray.get(empty.remote())) for _ in range(max(reps, 20))])
+            pairs = [
+                (_timed(via_ray), _timed(lambda: train_task(data, checkpoint=ckpt, **local)))
+                for _ in range(reps)
+            ]
+            via_ray(num_cpus)  # warm every worker
+            serial = median([_timed(lambda: [via_ray() for _ in range(num_cpus)]) for _ in range(reps)])
+            parallel = median([_timed(lambda: via_ray(num_cpus)) for _ in range(reps)])
+    warm = median([r - loc for r, loc in pairs])
+    local_s = median([loc for _, loc in pairs])
+    keys = {"section": "ray", "model": spec.name}
+    return [
+        {**keys, "metric": "startup_seconds", "value": startup, "unit": "s"},
+        {**keys, "metric": "noop_task_seconds", "value": noop_s, "unit": "s"},
+        {**keys, "metric": "train_task_seconds_local", "value": local_s, "unit": "s"},
+        {**keys, "metric": "task_overhead_seconds_warm", "value": warm, "unit": "s"},
+        {**keys, "metric": "task_overhead_seconds_cold", "value": cold - local_s, "unit": "s"},
+        {**keys, "metric": "default_train_task_seconds", "value": default_task_s, "unit": "s"},
+        # what each task pays: under the default profile every job drives the run's one Ray from a thread
+        # of the Snakemake process, so its workers stay warm from job to job
+        {**keys, "metric": "overhead_share_of_default_task", "value": warm / default_task_s, "unit": "1"},
+        # paid once per worker and run (before: once per worker and job, each job being its own Ray job)
+        {
+            **keys,
+            "metric": "cold_start_share_of_default_task",
+            "value": (cold - local_s) / default_task_s,
+            "unit": "1",
+        },
+        {**keys, "metric": f"speedup_{num_cpus}_workers_over_1", "value": serial / parallel, "unit": "x"},
+    ]

@@ -1,0 +1,155 @@
+"""Training-epoch cost of the paper's adversarial objective against clean training, beside its floor, and
+the peak memory of one attack and one training step.
+
+Floor of (adversarial epoch ÷ clean epoch): the adversarial step is a clean step whose backward also yields
+the input gradient, plus a second clean step on the adversarial batch, so it costs
+``2 + (multiply-adds of the first layer's input gradient) ÷ (multiply-adds of a clean step)``; a clean step
+is the forward, the weight gradients and the input gradients of every layer but the first. This floor
+holds because ``objective`` takes the FGSM direction from the clean loss's own backward pass; with
+``grad_in_train_mode: false`` (gradient in eval mode, no dropout) the paper's objective needs a separate
+forward and backward, and the floor is 3.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from advbench.attacks import fgsm
+from advbench.bench.fgsm import EPS
+from advbench.bench.timing import median, paired_range, peak_memory_mib, time_interleaved
+from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.models.architectures import build, linear_layers
+from advbench.training.loop import Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
+from advbench.training.state import DiskStore
+
+REGIMES = {
+    "clean": RegimeSpec(name="clean", kind="clean"),
+    "adversarial": RegimeSpec(name="adversarial", kind="fgsm", alpha=0.5, eps=EPS, grad_in_train_mode=True),
+}
+
+
+def adversarial_floor(model: nn.Module) -> float:
+    """``2 + input-gradient MACs ÷ clean-step MACs`` for a stack of linear layers (see the module doc)."""
+    macs = [layer.in_features * layer.out_features for layer in linear_layers(model)]
+    clean_step = 2 * sum(macs) + sum(macs[1:])
+    return 2 + macs[0] / clean_step
+
+
+def epoch_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int, seed: int = 0
+) -> list[dict]:
+    """Median seconds of one training epoch over ``(x, y)`` per regime (the SGD pass only, without the
+    per-epoch monitoring), and their ratio beside its floor."""
+    gen = torch.Generator().manual_seed(seed)
+    sgds = {regime: Sgd(build(spec, gen).to(x.device), spec) for regime in REGIMES}
+    t = spec.train
+
+    def epoch(regime: str):
+        return lambda: sgds[regime].epoch(x, y, REGIMES[regime], t, t.lr, momentum_at(1, t), gen)
+
+    times = time_interleaved({r: epoch(r) for r in REGIMES}, reps, warmup, str(x.device))
+    seconds = {r: median(v) for r, v in times.items()}
+    keys = {"section": "train", "model": name, "batch_size": t.batch_size}
+    rows = [
+        {**keys, "metric": f"epoch_seconds_{r}", "value": s, "unit": f"s per {len(x)} examples"}
+        for r, s in seconds.items()
+    ]
+    ratio = seconds["adversarial"] / seconds["clean"]
+    floor = adversarial_floor(sgds["clean"].model)
+    rows.append(
+        {**keys, "metric": "adversarial_over_clean_epoch", "value": ratio, "unit": "x", "floor": floor}
+        | paired_range(times["adversarial"], times["clean"])
+    )
+    save = state_save_seconds(sgds["clean"], reps)
+    full_epoch = seconds["clean"] * FULL_EPOCH / len(x)  # the timed subset scaled to a whole epoch
+    rows.append({**keys, "metric": "state_save_seconds", "value": save, "unit": "s per saved training state"})
+    rows.append(
+        {**keys, "metric": "state_save_share_of_clean_epoch", "value": save / full_epoch}
+        | {"unit": f"1 (one save ÷ a clean epoch of {FULL_EPOCH} examples)"}
+    )
+    return rows
+
+
+FULL_EPOCH = 50_000
+# per-epoch monitoring, (training, validation) examples scored with clean and FGSM error: the default's
+# (config.yaml) and the paper's recipe's (presets/headline.yaml: the best epoch chosen on all 10k)
+MONITORING = {"default": (1000, 1000), "paper_recipe": (1000, 10_000)}
+
+
+def monitoring_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, clean_epoch: float, reps: int, warmup: int
+) -> list[dict]:
+    """Median seconds of one epoch's monitoring (:func:`epoch_metrics`) at the default's and the paper
+    recipe's sizes, and its share of a clean epoch of ``FULL_EPOCH`` examples (``clean_epoch`` seconds)."""
+    model = build(spec, torch.Generator().manual_seed(0)).to(x.device)
+    data = Tensors(x, y, x, y)
+    sizes = {k: (min(a, len(x)), min(b, len(x))) for k, (a, b) in MONITORING.items()}
+
+    def monitor(n_train: int, n_val: int) -> Callable[[], object]:
+        t = replace(spec.train, monitor_train=n_train, monitor_val=n_val)
+        return lambda: epoch_metrics(model, data, t)
+
+    times = time_interleaved({k: monitor(*n) for k, n in sizes.items()}, reps, warmup, str(x.device))
+    rows = []
+    for k, (n_train, n_val) in sizes.items():
+        keys = {"section": "train", "model": name, "batch_size": spec.train.eval_batch_size}
+        seconds = median(times[k])
+        unit = f"s per epoch ({n_train} training + {n_val} validation examples)"
+        share = {"value": seconds / clean_epoch, "unit": f"1 (÷ a clean epoch of {FULL_EPOCH} examples)"}
+        rows.append({**keys, "metric": f"monitoring_seconds_{k}", "value": seconds, "unit": unit})
+        rows.append({**keys, "metric": f"monitoring_share_of_clean_epoch_{k}", **share})
+    return rows
+
+
+def state_save_seconds(sgd: Sgd, reps: int) -> float:
+    """Median seconds to write one training task's whole saved state (weights, velocities, best weights,
+    the generators' states) as training does after every ``train.save_every`` epochs."""
+    weights = {k: v.detach().clone() for k, v in sgd.model.state_dict().items()}
+    names = [name for name, _ in sgd.model.named_parameters()]
+    rng = {"torch": torch.get_rng_state(), "task": torch.Generator().get_state()}
+    best = {k: v.clone() for k, v in weights.items()}
+    state = TrainState(1, 1, sgd.step, weights, dict(zip(names, sgd.velocity, strict=True)), best,
+                       0.5, 1, 0.5, [], rng)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DiskStore(Path(tmp) / "seed=0.state", {"spec": {}})
+        return median([_timed(lambda: store.save(state)) for _ in range(max(reps, 3))])
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def memory_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, attack_batch: int
+) -> list[dict]:
+    """Peak tensor memory of one FGSM batch and of one training step of each regime."""
+    model = build(spec, torch.Generator().manual_seed(0)).to(x.device)
+    device = str(x.device)
+    xa, ya = x[:attack_batch], y[:attack_batch]
+    xt, yt = x[: spec.train.batch_size], y[: spec.train.batch_size]
+    steps = {("attack_step", attack_batch): lambda: fgsm(model.eval(), xa, ya, EPS, clip=True)}
+    for regime, r in REGIMES.items():
+        steps[(f"train_step_{regime}", spec.train.batch_size)] = lambda r=r: train_step(model, xt, yt, r)
+    rows = []
+    for (metric, batch), step in steps.items():
+        step()  # warm-up: lazily allocated state is not part of a step
+        value = peak_memory_mib(step, device)
+        rows.append({"section": "memory", "model": name, "batch_size": batch, "metric": f"peak_{metric}"})
+        rows[-1] |= {"value": value, "unit": "MiB"}
+    return rows
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> None:
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    objective(model, x, y, regime)

@@ -1,0 +1,85 @@
+"""The run matrix: run ids, each run's model entry, dataset, spec and attack, and how its training differs
+from the paper's schedule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from advbench.config.specs import Arch, ModelSpec, model_spec
+
+
+def run_id(model: str, regime: str) -> str:
+    """The name of a trained (model, regime) pair, as used in transfer pairs and results."""
+    return f"{model}-{regime}"
+
+
+def split_run_id(run: str) -> tuple[str, str]:
+    model, _, regime = run.partition("-")
+    return model, regime
+
+
+def run_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The config's runs by run id."""
+    return {run_id(r["model"], r["regime"]): r for r in config["runs"]}
+
+
+def run_model_entry(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The model entry of ``run`` with the run's own ``train`` overrides merged in."""
+    entry = run_entries(config)[run]
+    model = copy.deepcopy(config["models"][entry["model"]])
+    model["train"] = {**model.get("train", {}), **entry.get("train", {})}
+    model.setdefault("dataset", config.get("dataset", "mnist"))
+    return model
+
+
+def run_dataset(config: dict[str, Any], run: str) -> str:
+    """The dataset a run trains and is evaluated on: its model's, else the top-level ``dataset``."""
+    return run_model_entry(config, run)["dataset"]
+
+
+def run_model_spec(config: dict[str, Any], run: str) -> ModelSpec:
+    return model_spec(run_entries(config)[run]["model"], run_model_entry(config, run))
+
+
+def run_attack(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """The ``attack`` section with the run's own ``attack`` overrides merged in."""
+    return {**config["attack"], **run_entries(config)[run].get("attack", {})}
+
+
+# The paper's maxout schedule (pylearn2 mnist_pi.yaml, FIGURES.md): early stopping after 100 epochs
+# without improvement on all 50k training examples from U(+-.005), then stage 2 on all 60k until the
+# objectives meet. Neither stage has a length in the paper; presets/paper.yaml caps them at
+# PAPER_MAX_EPOCHS and PAPER_RETRAIN_EPOCHS, which early stopping and stage 2's stopping rule reach first.
+PAPER_PATIENCE, PAPER_MAX_EPOCHS, PAPER_RETRAIN_EPOCHS, PAPER_INIT_RANGE = 100, 1000, 100, 0.005
+
+
+def budget_note(spec: ModelSpec) -> str | None:
+    """How a maxout run's training differs from the paper's schedule (None: it follows it), for the notes
+    of the rows it reproduces; other architectures have no schedule in the paper to compare with."""
+    if spec.arch != Arch.MAXOUT:
+        return None
+    t, cuts = spec.train, []
+    if t.max_epochs < PAPER_MAX_EPOCHS or t.patience < PAPER_PATIENCE:
+        cuts.append(f"at most {_epochs(t.max_epochs)} (paper: until {PAPER_PATIENCE} without improvement)")
+    if t.n_train is not None:
+        cuts.append(f"on the first {t.n_train} training examples")
+    if spec.init_range != PAPER_INIT_RANGE:
+        cuts.append(f"init U(+-{spec.init_range:g})")
+    if not t.retrain:
+        cuts.append("no stage 2")
+    elif t.retrain_max_epochs < PAPER_RETRAIN_EPOCHS:
+        cuts.append(f"stage 2 at most {_epochs(t.retrain_max_epochs)}")
+    if not cuts:
+        return None
+    return "trained " + ", ".join(cuts) + ": the paper's schedule needs presets/paper.yaml"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
+def budget_notes(config: dict[str, Any]) -> dict[str, str]:
+    """:func:`budget_note` of every run that has one, by run id."""
+    notes = {run: budget_note(run_model_spec(config, run)) for run in run_entries(config)}
+    return {run: text for run, text in notes.items() if text}

@@ -1,0 +1,180 @@
+"""The specs a config's entries become: a model (architecture and training), a regime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from advbench.config.schema import defaults, top_default
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+# The closed sets of the config, as the schema's enums list them (a test keeps the two equal). Members are
+# strings: they compare equal to the config's values and serialize as them.
+class Arch(StrEnum):
+    SOFTMAX = "softmax"
+    LOGISTIC = "logistic"
+    MAXOUT = "maxout"
+    RBF = "rbf"
+    CONV_MAXOUT = "conv_maxout"
+    GOOGLENET = "googlenet"
+
+
+class Head(StrEnum):
+    """A model's outputs: one softmax, or an independent sigmoid per class."""
+
+    SOFTMAX = "softmax"
+    SIGMOID = "sigmoid"
+
+
+class RegimeKind(StrEnum):
+    CLEAN = "clean"
+    FGSM = "fgsm"
+    NOISE_SIGN = "noise_sign"
+    NOISE_UNIFORM = "noise_uniform"
+
+
+class SelectOn(StrEnum):
+    """Which validation error picks stage 1's best epoch."""
+
+    CLEAN = "clean"
+    ADVERSARIAL = "adversarial"
+
+
+class LabelSource(StrEnum):
+    """The labels an attack perturbs against: the true ones (the paper) or the model's predictions."""
+
+    TRUE = "true"
+    PREDICTED = "predicted"
+
+
+# every default is the schema's (one source; a spec built in code equals one from a validated config)
+_TRAIN, _MODEL, _REGIME = defaults("train"), defaults("model"), defaults("regime")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """SGD schedule of the paper's pylearn2 maxout recipe (FIGURES.md); every value is a config knob."""
+
+    batch_size: int = _TRAIN["batch_size"]
+    lr: float = _TRAIN["lr"]
+    lr_decay: float = _TRAIN["lr_decay"]
+    lr_min: float = _TRAIN["lr_min"]
+    momentum_start: float = _TRAIN["momentum_start"]
+    momentum_end: float = _TRAIN["momentum_end"]
+    momentum_start_epoch: int = _TRAIN["momentum_start_epoch"]
+    momentum_saturate_epoch: int = _TRAIN["momentum_saturate_epoch"]
+    max_epochs: int = _TRAIN["max_epochs"]
+    patience: int = _TRAIN["patience"]
+    eval_batch_size: int = _TRAIN["eval_batch_size"]
+    select_on: SelectOn = SelectOn(_TRAIN["select_on"])
+    monitor_eps: float = _TRAIN["monitor_eps"]
+    monitor_train: int | None = _TRAIN["monitor_train"]
+    monitor_val: int | None = _TRAIN["monitor_val"]
+    retrain: bool = _TRAIN["retrain"]
+    retrain_lr: float = _TRAIN["retrain_lr"]
+    retrain_momentum: float = _TRAIN["retrain_momentum"]
+    retrain_max_epochs: int = _TRAIN["retrain_max_epochs"]
+    save_every: int = _TRAIN["save_every"]
+    n_train: int | None = _TRAIN["n_train"]
+    lr_linear_saturate_epoch: int | None = _TRAIN["lr_linear_saturate_epoch"]
+    lr_linear_factor: float = _TRAIN["lr_linear_factor"]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "select_on", SelectOn(self.select_on))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of one model entry of ``config['models']``."""
+
+    name: str
+    arch: Arch
+    dataset: str = top_default("dataset")
+    units: int = _MODEL["units"]
+    pieces: int = _MODEL["pieces"]
+    hidden_layers: int = _MODEL["hidden_layers"]
+    init_range: float = _MODEL["init_range"]
+    max_col_norm: float | None = _MODEL["max_col_norm"]
+    input_keep: float = _MODEL["input_keep"]
+    input_scale: float = _MODEL["input_scale"]
+    hidden_keep: float = _MODEL["hidden_keep"]
+    hidden_scale: float = _MODEL["hidden_scale"]
+    output: Head = Head(_MODEL["output"])
+    classes: tuple[int, ...] | None = _MODEL["classes"]
+    rbf_mu_init: float = _MODEL["rbf_mu_init"]
+    rbf_beta_init: float = _MODEL["rbf_beta_init"]
+    channels: tuple[int, ...] = tuple(_MODEL["channels"])
+    kernels: tuple[int, ...] = tuple(_MODEL["kernels"])
+    pads: tuple[int, ...] = tuple(_MODEL["pads"])
+    pools: tuple[int, ...] = tuple(_MODEL["pools"])
+    pool_strides: tuple[int, ...] = tuple(_MODEL["pool_strides"])
+    conv_pieces: int = _MODEL["conv_pieces"]
+    max_kernel_norm: tuple[float, ...] | None = _MODEL["max_kernel_norm"]
+    conv_lr_scale: float = _MODEL["conv_lr_scale"]
+    resize: int = _MODEL["resize"]
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", Arch(self.arch))
+        object.__setattr__(self, "output", Head(self.output))
+
+
+@dataclass(frozen=True)
+class RegimeSpec:
+    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, or its
+    noise controls (``noise_sign``, ``noise_uniform``); optionally plus L1 weight decay on the first layer."""
+
+    name: str
+    kind: RegimeKind
+    alpha: float = _REGIME["alpha"]
+    eps: float = _REGIME["eps"]
+    clip: bool = _REGIME["clip"]
+    grad_in_train_mode: bool = _REGIME["grad_in_train_mode"]
+    l1_first_layer: float = _REGIME["l1_first_layer"]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", RegimeKind(self.kind))
+
+
+def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a (schema-validated) config entry."""
+    fields = {k: v for k, v in entry.items() if k != "train"}
+    for key in ("classes", "channels", "kernels", "pads", "pools", "pool_strides", "max_kernel_norm"):
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
+    return ModelSpec(name=name, train=TrainSpec(**entry.get("train", {})), **fields)
+
+
+def regime_spec(name: str, entry: dict[str, Any]) -> RegimeSpec:
+    """Build a :class:`RegimeSpec` from a (schema-validated) config entry."""
+    return RegimeSpec(name=name, **entry)
+
+
+def spec_to_json(spec: ModelSpec | RegimeSpec) -> str:
+    """Serialize a spec for the command line of a rule."""
+    return json.dumps(asdict(spec), sort_keys=True)
+
+
+def model_spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    """Inverse of ``asdict`` on a :class:`ModelSpec` (the name travels inside)."""
+    data = dict(data)
+    return model_spec(data.pop("name"), data)
+
+
+def regime_spec_from_dict(data: dict[str, Any]) -> RegimeSpec:
+    data = dict(data)
+    return regime_spec(data.pop("name"), data)
+
+
+def model_spec_from_json(text: str) -> ModelSpec:
+    return model_spec_from_dict(json.loads(text))
+
+
+def regime_spec_from_json(text: str) -> RegimeSpec:
+    return regime_spec_from_dict(json.loads(text))

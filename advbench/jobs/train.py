@@ -1,0 +1,95 @@
+"""The train job: one Ray task per seed (and ensemble member), then every curve in one file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.data.inputs import restrict_classes
+from advbench.jobs.common import input_tensor, label_tensor, ray_node_id, subset_data, write_outputs
+from advbench.results import checkpoints
+from advbench.runtime.ray import RaySettings, run_tasks
+from advbench.runtime.task import init_task, task_device
+from advbench.training.loop import Tensors, task_seed, train_model
+from advbench.training.state import DiskStore, fingerprint, spec_dicts, state_path
+
+
+def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
+    """The model's classes (all, or its ``classes`` subset), the first ``train.n_train`` training examples."""
+    data = restrict_classes(data, spec.classes)
+    n = spec.train.n_train
+    return Tensors(
+        input_tensor(data["x_train"][:n], data, device),
+        label_tensor(data["y_train"][:n], device),
+        input_tensor(data["x_val"], data, device),
+        label_tensor(data["y_val"], device),
+    )
+
+
+def train_task(
+    data: dict,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    dataset: str,
+    seed: int,
+    checkpoint: str,
+    settings: RaySettings,
+    member: int | None = None,
+) -> dict:
+    """Train one (model, regime, seed[, ensemble member]), write its checkpoint, return its curve rows."""
+    init_task(settings.num_cpus_per_task)
+    device = task_device(settings.num_gpus_per_task)
+    tensors = train_tensors(data, spec, device)
+    key = (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
+    tag = f" seed {seed}" + ("" if member is None else f" member {member}")
+    store = DiskStore(
+        state_path(Path(checkpoint)),
+        fingerprint(*spec_dicts(spec, regime), list(key), tensors),
+        every=spec.train.save_every,
+        device=device,
+    )
+    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag, store=store)
+    meta = {
+        "model": spec.name,
+        "regime": regime.name,
+        "seed": str(seed),
+        "member": str(member),
+        "spec": json.dumps(asdict(spec), sort_keys=True),
+    }
+    checkpoints.save(state, Path(checkpoint), meta)
+    keys = {"dataset": dataset, "seed": seed, "model": spec.name, "regime": regime.name, "member": member}
+    return {"rows": [{**keys, **row} for row in curves], "node_id": ray_node_id(), "device": device}
+
+
+def run_train(
+    data_path: Path,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    seeds: Sequence[int],
+    ckpts: Sequence[str],
+    curves_out: Path,
+    dataset: str,
+    subset: dict,
+    settings: RaySettings,
+    members: int = 1,
+) -> None:
+    """One Snakemake train job: a task per seed (and ensemble member), then all curves in one file.
+
+    With ``members > 1``, ``ckpts`` lists every seed's members in turn (seed-major).
+    """
+    data = subset_data(data_path, subset)
+    keys = [(s, m) for s in seeds for m in range(members)] if members > 1 else [(s, None) for s in seeds]
+    # absolute paths: a task on another node of a cluster does not run in this job's directory
+    per_task = [
+        {"seed": s, "member": m, "checkpoint": str(Path(c).resolve())}
+        for (s, m), c in zip(keys, ckpts, strict=True)
+    ]
+    shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
+    outputs = run_tasks(train_task, shared, per_task, settings)
+    wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
+    write_outputs(outputs, "curves", curves_out, "train", wildcards, settings)
+    for task in per_task:  # every output is written: the saved states have served their purpose
+        state_path(Path(str(task["checkpoint"]))).unlink(missing_ok=True)

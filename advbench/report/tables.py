@@ -1,0 +1,258 @@
+"""Tables generated from the results files: CSV (every number, mean and sd in their own columns), and for
+reading, Markdown, LaTeX (booktabs, ready to paste) and HTML (shown in the Snakemake report), where every
+``<x>_mean`` / ``<x>_std`` pair is one ``mean ± sd`` column next to the number of seeds ``n``."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from advbench.report import paper
+from advbench.report.budgets import read_table as read_budgets
+from advbench.results.schemas import SCHEMAS
+from advbench.results.tables import read_kind, read_many
+from advbench.runtime.files import atomic_path
+
+PERCENT_COLUMNS = ["paper", "reproduced_mean", "reproduced_std", "ci95_low", "ci95_high"]
+RENAMES = {"n_seeds": "n", "n": "examples", "reproduced": "reproduced (%)", "paper": "paper (%)"}
+TABLE_FORMATS = (".md", ".csv", ".tex", ".html")
+_LATEX_SPECIAL = re.compile(r"([&%$#_{}])")
+_NUMBER = re.compile(r"-?[0-9.]+( ± [0-9.]+)?|–")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A results table (values in %, except ``epoch``) and its caption."""
+
+    data: pd.DataFrame
+    caption: str
+
+
+def load_tables(paths: Sequence[Path]) -> dict[str, pd.DataFrame]:
+    """Every results file, grouped by the kind recorded in its metadata, schema-checked and concatenated;
+    every kind is present (empty when no file of it was given)."""
+    by_kind: dict[str, list[Path]] = {kind: [] for kind in SCHEMAS}
+    for path in paths:
+        by_kind[read_kind(Path(path))].append(Path(path))
+    return {kind: read_many(files, kind).to_pandas() for kind, files in by_kind.items()}
+
+
+def as_percent(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    out = df.copy()
+    out[list(columns)] = out[list(columns)] * 100
+    return out
+
+
+def mean_sd(df: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean and sd over seeds of ``columns`` per ``keys``, with the number of seeds."""
+    if df.empty:
+        return pd.DataFrame(
+            columns=[*keys, *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "n_seeds"]
+        )
+    aggs = {f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std")}
+    return df.groupby(keys, sort=True).agg(**aggs, n_seeds=("seed", "nunique")).reset_index()
+
+
+def _percent(df: pd.DataFrame, skip: Sequence[str] = ()) -> pd.DataFrame:
+    """Every ``_mean`` / ``_std`` column in %, except those of ``skip``."""
+    cols = [c for c in df.columns if c.endswith(("_mean", "_std")) and c.rsplit("_", 1)[0] not in skip]
+    return as_percent(df, cols)
+
+
+def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
+    """Error and confidence on mistakes (%) per model, regime, eps and clipping: mean and sd over seeds."""
+    out = mean_sd(attack, ["model", "regime", "eps", "clipped"], ["error", "mean_conf_wrong"])
+    n = attack.groupby(["model", "regime", "eps", "clipped"], sort=True)["n"].first().to_numpy()
+    return _percent(out.assign(n=n) if len(out) else out.assign(n=[]))
+
+
+def training_cost(curves: pd.DataFrame) -> pd.DataFrame:
+    """Training time per run, every epoch of every stage with its monitoring: tasks (seeds × members),
+    epochs per task, median seconds per epoch and per task, and the run's task-seconds (their sum)."""
+    keys = ["model", "regime"]
+    member = curves["member"].fillna(-1) if "member" in curves else -1
+    tasks = curves.assign(member=member).groupby([*keys, "seed", "member"])["seconds"].agg(["sum", "size"])
+    per_run = tasks.groupby(keys)
+    out = pd.DataFrame(
+        {
+            "tasks": per_run.size(),
+            "epochs_per_task": per_run["size"].median(),
+            "seconds_per_epoch": curves.groupby(keys)["seconds"].median(),
+            "seconds_per_task": per_run["sum"].median(),
+            "task_seconds": per_run["sum"].sum(),
+        }
+    )
+    return out.reset_index()
+
+
+def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
+    """The per-experiment tables (values in %): name -> table."""
+    transfer = mean_sd(
+        tables["transfer"],
+        ["source_model", "source_regime", "target_model", "target_regime", "eps", "clipped"],
+        ["error", "mean_conf_wrong"],
+    )
+    agreement = mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
+    ensemble = mean_sd(
+        tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"]
+    )
+    rubbish = mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
+    skew = mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
+    curves = tables["curves"]
+    best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
+    training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
+    return {
+        "attack_summary": Table(attack_summary(tables["attack"]), "FGSM on the test set (%)."),
+        "transfer_summary": Table(
+            _percent(transfer), "FGSM transfer: the source's examples on the target (%)."
+        ),
+        "agreement_summary": Table(
+            _percent(agreement), "Cross-model agreement on the reference's FGSM examples (%)."
+        ),
+        "ensemble_summary": Table(
+            _percent(ensemble), "FGSM on an ensemble vs on one member, scored on the ensemble (%)."
+        ),
+        "rubbish_summary": Table(
+            _percent(rubbish), "Rubbish-class inputs N(0, I): error = some class with p > threshold (%)."
+        ),
+        "rubbish_classes": Table(_percent(skew), "Classes of the confident rubbish predictions (%)."),
+        "training_summary": Table(
+            _percent(training, skip=["epoch"]),
+            "Selected epoch (stage 1) and its training / validation errors (%).",
+        ),
+        "training_cost": Table(
+            training_cost(curves),
+            "Training time per run (s; every epoch with its monitoring, one task per seed and member).",
+        ),
+    }
+
+
+def _cell(mean: float, sd: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def present(df: pd.DataFrame) -> pd.DataFrame:
+    """For reading: every ``<x>_mean`` / ``<x>_std`` pair as one ``<x>`` column of ``mean ± sd`` strings,
+    ``n_seeds`` as ``n``, other numbers with two decimals."""
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        base = col.removesuffix("_mean")
+        if col.endswith("_std") and f"{col.removesuffix('_std')}_mean" in df.columns:
+            continue
+        if col.endswith("_mean") and f"{base}_std" in df.columns:
+            name = RENAMES.get(base, base)
+            out[name] = [_cell(m, s) for m, s in zip(df[col], df[f"{base}_std"], strict=True)]
+        elif pd.api.types.is_float_dtype(df[col]):
+            out[RENAMES.get(col, col)] = [("–" if pd.isna(v) else f"{v:.2f}") for v in df[col]]
+        else:
+            out[RENAMES.get(col, col)] = ["" if pd.isna(v) else str(v) for v in df[col]]
+    return out.reset_index(drop=True)
+
+
+def latex_escape(text: str) -> str:
+    r"""``text`` safe in a LaTeX table cell; ``±`` becomes ``$\pm$``."""
+    text = text.replace("\\", r"\textbackslash{}").replace("~", r"\textasciitilde{}").replace("^", r"\^{}")
+    return _LATEX_SPECIAL.sub(r"\\\1", text).replace("±", r"$\pm$").replace("–", "--")
+
+
+def to_latex(shown: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs ``table`` (``\\toprule``/``\\midrule``/``\\bottomrule``) with every cell escaped."""
+    align = "".join("r" if all(_NUMBER.fullmatch(v) for v in shown[c]) else "l" for c in shown.columns)
+    head = " & ".join(latex_escape(str(c)) for c in shown.columns)
+    rows = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in shown.itertuples(index=False)]
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(caption)}}}",
+            rf"\label{{tab:{label}}}",
+            rf"\begin{{tabular}}{{{align}}}",
+            r"\toprule",
+            head + r" \\",
+            r"\midrule",
+            *rows,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#111}"
+    "caption{caption-side:top;text-align:left;font-weight:600;margin-bottom:.6em}"
+    "table{border-collapse:collapse;font-size:14px}"
+    "th,td{padding:.25em .7em;border-bottom:1px solid #ccc;text-align:right}"
+    "th{border-bottom:2px solid #333}tr:nth-child(even){background:#f3f5f8}"
+)
+
+
+def to_html(shown: pd.DataFrame, caption: str) -> str:
+    """A standalone HTML page of the table (the report shows it in a frame)."""
+    table = shown.to_html(index=False, border=0, escape=True)
+    table = table.replace('<table class="dataframe">', f"<table><caption>{html.escape(caption)}</caption>", 1)
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(caption)}</title>'
+        f"<style>{HTML_STYLE}</style></head><body>{table}</body></html>\n"
+    )
+
+
+def write_all(df: pd.DataFrame, stem: Path, caption: str, md_raw: bool = False) -> list[Path]:
+    """Write ``df`` as ``stem.csv`` (all numbers) and, as :func:`present` shows it, ``stem.md``, ``stem.tex``
+    and ``stem.html``; each atomically. ``md_raw`` keeps the Markdown in the CSV's columns."""
+    shown = present(df)
+    raw = df.assign(**{c: shown[c].to_numpy() for c in df.select_dtypes("boolean").columns})  # NA as ""
+    texts = {
+        ".md": (raw.to_markdown(index=False, floatfmt=".2f") if md_raw else shown.to_markdown(index=False))
+        + "\n",
+        ".csv": df.to_csv(index=False),
+        ".tex": to_latex(shown, caption, stem.name),
+        ".html": to_html(shown, caption),
+    }
+    paths = []
+    for suffix, text in texts.items():
+        path = stem.with_suffix(suffix)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def make_report(
+    paths: Sequence[Path],
+    out_dir: Path,
+    run_notes: dict[str, str] | None = None,
+    budgets: Path | None = None,
+) -> pd.DataFrame:
+    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison
+    (``run_notes``: :func:`advbench.config.runs.budget_notes`, for the rows' notes; ``budgets``: a budgets.csv
+    of ``advbench budgets``, shown as ``epoch_budgets``)."""
+    tables = load_tables(paths)
+    comparison = paper.comparison(tables, run_notes=run_notes)
+    write_all(
+        as_percent(comparison, PERCENT_COLUMNS),
+        out_dir / "paper_comparison",
+        "Paper vs reproduced (values in %; reproduced: mean ± sd over n seeds, with a 95% interval over "
+        "seeds and the test set's sampling error; within_noise: a miss whose interval reaches the "
+        "tolerance).",
+        md_raw=True,  # the Markdown keeps the CSV's column names (docs quote it)
+    )
+    for name, table in experiment_tables(tables).items():
+        write_all(table.data, out_dir / name, table.caption)
+    if budgets is not None:
+        write_all(read_budgets(budgets), out_dir / "epoch_budgets", BUDGETS_CAPTION)
+    return comparison
+
+
+BUDGETS_CAPTION = (
+    "What an epoch budget buys: the 240-unit pair on the paper's recipe with stage 1 capped at each budget "
+    "(%, mean over the seeds; wall and training seconds on the machine that ran it; last line: the paper)."
+)

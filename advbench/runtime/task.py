@@ -1,0 +1,58 @@
+"""Inside a task: its log, its device and its torch threads."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def logged_call(fn: Callable[..., Any], log_file: str | None, **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in a Ray worker, its log lines appended to ``log_file`` (the job's log) if given.
+
+    Workers outlive tasks (and serve other jobs' tasks), so the handler is removed when the task ends.
+    """
+    if log_file is None:
+        return fn(**kwargs)
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_file, mode="a")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    level, root.level = root.level, logging.INFO
+    root.addHandler(handler)
+    try:
+        return fn(**kwargs)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def task_device(num_gpus_per_task: float) -> str:
+    """``cuda`` when this task was given a GPU (Ray sets CUDA_VISIBLE_DEVICES), else ``cpu``."""
+    import torch
+
+    return "cuda" if num_gpus_per_task > 0 and torch.cuda.is_available() else "cpu"
+
+
+def init_task(num_cpus: float) -> None:
+    """Per-task setup: torch gets as many threads as the task has CPUs and deterministic algorithms only
+    (results do not depend on the machine's load or core count); freed memory is kept for reuse
+    (:mod:`advbench.runtime.allocator`); log lines go to stderr."""
+    import torch
+
+    from advbench.runtime.allocator import tune_allocator
+
+    tune_allocator()
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+    torch.set_num_threads(max(int(num_cpus), 1))
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, read at CUDA init
+    torch.use_deterministic_algorithms(True)

@@ -1,0 +1,492 @@
+"""The training loop of the paper's pylearn2 recipe, for the clean and the FGSM-adversarial objectives.
+
+SGD with pylearn2's momentum (``v = mu*v - lr*g; w += v``), lr divided by ``lr_decay`` after every minibatch
+(floored at ``lr_min``), momentum rising linearly between two epochs, max column norm after every step, and
+keeping the parameters of the epoch with the best validation error (early stopping with ``patience``).
+Each epoch also records eval-mode clean and FGSM error on the validation set and a training subset.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from advbench.attacks import fgsm
+from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
+from advbench.evaluation.scores import fgsm_scores
+from advbench.models.architectures import (
+    apply_max_col_norm,
+    apply_max_kernel_norm,
+    build,
+    linear_layers,
+    lr_scales,
+)
+from advbench.models.heads import train_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tensors:
+    """Float inputs in [0, 1] and int64 labels of the splits a training run needs."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def task_seed(*key: object) -> int:
+    """A seed derived from a task's key (dataset, model, regime, seed): retries give the same result."""
+    digest = hashlib.sha256("/".join(map(str, key)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def momentum_at(epoch: int, t: TrainSpec) -> float:
+    """pylearn2 ``MomentumAdjustor``: linear from ``momentum_start`` to ``momentum_end`` over epochs."""
+    span = max(t.momentum_saturate_epoch - t.momentum_start_epoch, 1)
+    frac = min(max((epoch - t.momentum_start_epoch) / span, 0.0), 1.0)
+    return t.momentum_start + frac * (t.momentum_end - t.momentum_start)
+
+
+def lr_at(step: int, t: TrainSpec, lr: float | None = None) -> float:
+    """pylearn2 ``ExponentialDecay``: ``lr / decay**step``, floored at ``lr_min``.
+
+    ``decay**step`` leaves the float range in long schedules (1.01**step past step 71,300: epoch 143 of 500
+    steps); the quotient is then below every positive ``lr_min``, and the floor holds.
+    """
+    try:
+        decayed = (t.lr if lr is None else lr) / t.lr_decay**step
+    except OverflowError:
+        decayed = 0.0
+    return max(decayed, t.lr_min)
+
+
+def epoch_lr(epoch: int, t: TrainSpec) -> float:
+    """pylearn2 ``LinearDecayOverEpoch`` (CIFAR-10): lr falls linearly from ``lr`` at epoch 1 to
+    ``lr * lr_linear_factor`` at ``lr_linear_saturate_epoch``; without that knob, ``lr`` throughout."""
+    if t.lr_linear_saturate_epoch is None:
+        return t.lr
+    frac = min(max((epoch - 1) / max(t.lr_linear_saturate_epoch - 1, 1), 0.0), 1.0)
+    return t.lr * (1 - frac * (1 - t.lr_linear_factor))
+
+
+def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
+    """Backpropagate the regime's loss into the parameters' ``.grad``; return its per-example values.
+
+    For ``fgsm`` with ``grad_in_train_mode`` the perturbation's gradient comes from the same backward pass
+    as the clean loss's parameter gradient (one extra forward and backward in all); no gradient flows
+    through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps.
+    """
+    if regime.kind == RegimeKind.CLEAN:
+        clean = train_loss(model, model(x), y, "none")
+        clean.mean().backward()
+        return clean.detach()
+    if regime.kind in NOISE_KINDS:
+        return noise_objective(model, x, y, regime)
+    if regime.grad_in_train_mode:
+        x_in = x.detach().clone().requires_grad_(True)
+        clean = train_loss(model, model(x_in), y, "none")
+        if regime.alpha > 0:
+            (regime.alpha * clean.mean()).backward()
+            grad = grad_of(x_in)
+        else:
+            (grad,) = torch.autograd.grad(clean.mean(), x_in)
+        x_adv = x + regime.eps * grad.sign()
+        if regime.clip:
+            x_adv = x_adv.clamp(0.0, 1.0)
+    else:
+        x_adv = fgsm(model, x, y, regime.eps, clip=regime.clip)
+        clean = train_loss(model, model(x), y, "none")
+        (regime.alpha * clean.mean()).backward()
+    adv = train_loss(model, model(x_adv.detach()), y, "none")
+    ((1 - regime.alpha) * adv.mean()).backward()
+    return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
+
+
+NOISE_KINDS = (RegimeKind.NOISE_SIGN, RegimeKind.NOISE_UNIFORM)
+
+
+def noise_objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, stacked: bool | None = None
+) -> torch.Tensor:
+    """The noise controls' mixture ``alpha J(x) + (1 - alpha) J(x + noise)``, backpropagated.
+
+    The noise does not depend on the model, so by default both terms go through one forward and one
+    backward of the stacked batch: the same gradient as two passes, in fewer and larger matrix multiplies
+    (bench row ``noise_one_pass_speedup`` times ``stacked=False`` against it). Models with batch norm take
+    two passes: stacking would mix the two batches' statistics.
+    """
+    x_noisy = x + noise(x, regime)
+    if stacked is None:
+        stacked = not has_batch_norm(model)
+    if stacked:
+        clean, noisy = train_loss(model, model(torch.cat([x, x_noisy])), torch.cat([y, y]), "none").chunk(2)
+    else:
+        clean = train_loss(model, model(x), y, "none")
+        noisy = train_loss(model, model(x_noisy), y, "none")
+    mixed = regime.alpha * clean + (1 - regime.alpha) * noisy
+    mixed.mean().backward()
+    return mixed.detach()
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def noise(x: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
+    """The paper's noise controls: ±eps per pixel with a random sign, or U(-eps, eps)."""
+    if regime.kind == RegimeKind.NOISE_SIGN:
+        return regime.eps * (torch.randint(0, 2, x.shape, device=x.device) * 2 - 1).to(x.dtype)
+    return torch.empty_like(x).uniform_(-regime.eps, regime.eps)
+
+
+def grad_of(t: torch.Tensor) -> torch.Tensor:
+    """``t.grad``, which a backward pass through ``t`` has set."""
+    if t.grad is None:
+        raise RuntimeError("no gradient: the objective's backward pass did not reach this tensor")
+    return t.grad
+
+
+def add_l1_first_layer(model: nn.Module, coef: float) -> float:
+    """Add the gradient of ``coef * sum|W|`` of the first layer to its ``.grad``; return the penalty."""
+    weight = linear_layers(model)[0].weight
+    with torch.no_grad():
+        grad_of(weight).add_(weight.sign(), alpha=coef)
+        return coef * float(weight.abs().sum())
+
+
+@torch.no_grad()
+def sgd_step(
+    params: list[torch.Tensor],
+    velocity: list[torch.Tensor],
+    lr: float,
+    momentum: float,
+    scales: list[float] | None = None,
+) -> None:
+    """pylearn2 momentum: ``v = mu*v - lr*scale*g; w += v`` (``scales``: per-parameter lr scales)."""
+    grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [grad_of(p) for p in params]
+    if scales is not None and any(s != 1.0 for s in scales):
+        grads = torch._foreach_mul(grads, scales)
+    torch._foreach_mul_(velocity, momentum)
+    torch._foreach_add_(velocity, grads, alpha=-lr)
+    torch._foreach_add_(params, velocity)
+
+
+def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, float]:
+    """Eval-mode clean and FGSM (``t.monitor_eps``) error on the first ``t.monitor_val`` validation and
+    ``t.monitor_train`` training examples (``None``: all)."""
+    metrics = {}
+    n_train, n_val = t.monitor_train or len(data.x_train), t.monitor_val or len(data.x_val)
+    for split, x, y in (
+        ("train", data.x_train[:n_train], data.y_train[:n_train]),
+        ("val", data.x_val[:n_val], data.y_val[:n_val]),
+    ):
+        clean, adv = fgsm_scores(model, model, x, y, [0.0, t.monitor_eps], [False], t.eval_batch_size)
+        metrics[f"{split}_error"], metrics[f"{split}_adv_error"] = clean["error"], adv["error"]
+    return metrics
+
+
+@dataclass
+class Sgd:
+    """The optimizer state of one run: parameters, their velocities, lr scales, the minibatch counter."""
+
+    model: nn.Module
+    spec: ModelSpec
+    velocity: list[torch.Tensor] = field(init=False)
+    scales: list[float] = field(init=False)
+    step: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.velocity = [torch.zeros_like(p) for p in self.model.parameters()]
+        self.scales = lr_scales(self.model, self.spec)
+
+    def constrain(self) -> None:
+        """pylearn2's norm constraints after every step: max column norm and max kernel norm."""
+        apply_max_col_norm(self.model, self.spec.max_col_norm)
+        apply_max_kernel_norm(self.model, self.spec.max_kernel_norm)
+
+    def epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        regime: RegimeSpec,
+        t: TrainSpec,
+        lr0: float,
+        momentum: float,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, float]:
+        """One pass over ``(x, y)`` in random minibatches; per-example objective values and the last lr."""
+        params: list[torch.Tensor] = list(self.model.parameters())
+        losses = torch.empty(len(x), device=x.device)
+        self.model.train()
+        lr = lr0
+        for idx in torch.randperm(len(x), generator=gen).split(t.batch_size):
+            idx = idx.to(x.device)
+            for p in params:
+                p.grad = None
+            losses[idx] = objective(self.model, x[idx], y[idx], regime)
+            if regime.l1_first_layer:
+                losses[idx] += add_l1_first_layer(self.model, regime.l1_first_layer)
+            lr = lr_at(self.step, t, lr0)
+            sgd_step(params, self.velocity, lr, momentum, self.scales)
+            self.constrain()
+            self.step += 1
+        return losses, lr
+
+
+def _check_finite(loss: float, spec: ModelSpec, regime: RegimeSpec, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"model {spec.name!r} regime {regime.name!r}: non-finite loss in epoch {epoch}"
+        )
+
+
+@dataclass
+class TrainState:
+    """Everything a training run needs to go on after its last finished epoch, bit for bit: the weights,
+    the optimizer's velocities and minibatch count, stage 1's best epoch so far, the curve rows, and the
+    random-number generators (torch's global one draws the dropout masks and noise, the task's own one the
+    minibatch order). ``stage_done``: the stage ended with this epoch; ``finished``: training is over and
+    ``model`` holds the final weights."""
+
+    stage: int
+    epoch: int
+    step: int
+    model: dict[str, torch.Tensor]
+    velocity: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor] | None
+    best_score: float
+    best_epoch: int
+    best_loss: float
+    curves: list[dict]
+    rng: dict[str, torch.Tensor]
+    stage_done: bool = False
+    finished: bool = False
+
+
+class StateStore(Protocol):
+    """Where a training run keeps its :class:`TrainState` (:mod:`advbench.training.state` on disk)."""
+
+    every: int  # save after every ``every``-th epoch (0: never); the final state is always saved
+
+    def load(self) -> TrainState | None: ...
+
+    def save(self, state: TrainState) -> None: ...
+
+
+@dataclass
+class Run:
+    """One training run in progress: the model, its optimizer, the generators, stage 1's best so far."""
+
+    spec: ModelSpec
+    regime: RegimeSpec
+    data: Tensors
+    gen: torch.Generator
+    tag: str
+    model: nn.Module
+    sgd: Sgd
+    curves: list[dict] = field(default_factory=list)
+    best: dict[str, torch.Tensor] | None = None
+    best_score: float = float("inf")
+    best_epoch: int = 0
+    best_loss: float = float("nan")
+
+    def snapshot(self, stage: int, stage_done: bool = False, finished: bool = False) -> TrainState:
+        device = self.data.x_train.device
+        rng = {"torch": torch.get_rng_state(), "task": self.gen.get_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        names = [name for name, _ in self.model.named_parameters()]
+        return TrainState(
+            stage=stage,
+            epoch=self.curves[-1]["epoch"] if self.curves else 0,
+            step=self.sgd.step,
+            model=_copy(self.model.state_dict()),
+            velocity=_copy(dict(zip(names, self.sgd.velocity, strict=True))),
+            best=self.best if stage == 1 else None,  # stage 2 started from it and needs it no more
+            best_score=self.best_score,
+            best_epoch=self.best_epoch,
+            best_loss=self.best_loss,
+            curves=list(self.curves),
+            rng=rng,
+            stage_done=stage_done,
+            finished=finished,
+        )
+
+    def restore(self, state: TrainState) -> None:
+        device = self.data.x_train.device
+        self.model.load_state_dict(state.model)
+        names = [name for name, _ in self.model.named_parameters()]
+        self.sgd.velocity = [state.velocity[name].to(device) for name in names]
+        self.sgd.step = state.step
+        self.best, self.best_score = state.best, state.best_score
+        self.best_epoch, self.best_loss = state.best_epoch, state.best_loss
+        self.curves = list(state.curves)
+        torch.set_rng_state(state.rng["torch"])
+        self.gen.set_state(state.rng["task"])
+        if "cuda" in state.rng:
+            torch.cuda.set_rng_state(state.rng["cuda"], device)
+
+
+def _copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in tensors.items()}
+
+
+def _log_epoch(run: Run, row: dict, last: int, eta: float) -> None:
+    """The epoch's line in the job log: where the run is, how well it does, how long the rest can take."""
+    selected = "FGSM val error" if run.spec.train.select_on == SelectOn.ADVERSARIAL else "val error"
+    log.info(
+        "%s/%s%s stage %d epoch %d of at most %d: train objective %.4f, val error %.4f, FGSM val error %.4f; "
+        "best %s %.4f (epoch %d); %.1f s/epoch, at most %s to go",
+        run.spec.name,
+        run.regime.name,
+        run.tag,
+        row["stage"],
+        row["epoch"],
+        last,
+        row["train_loss"],
+        row["val_error"],
+        row["val_adv_error"],
+        selected,
+        run.best_score,
+        run.best_epoch,
+        row["seconds"],
+        datetime.timedelta(seconds=round(eta)),
+    )
+
+
+class ProgressLog:
+    """Epoch lines at most once a minute per run (an epoch longer than that gets a line of its own)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s, self.last = every_s, -math.inf
+
+    def __call__(self, run: Run, row: dict, last: int, eta: float, final: bool) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.every_s:
+            self.last = now
+            _log_epoch(run, row, last, eta)
+
+
+def _mean_seconds(curves: list[dict]) -> float:
+    return sum(r["seconds"] for r in curves) / len(curves) if curves else 0.0
+
+
+def train_model(
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    data: Tensors,
+    seed: int,
+    tag: str = "",
+    store: StateStore | None = None,
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Train one model; return its final state dict and one curve row per epoch.
+
+    Stage 1 trains on the training split and keeps the epoch with the lowest validation error (clean or
+    adversarial as ``select_on`` says), stopping after ``patience`` epochs without improvement. With
+    ``retrain``, stage 2 continues from that model on training + validation data (paper §6). With a
+    ``store``, the run saves its state every ``store.every`` epochs and at the end, and a run that finds a
+    saved state goes on from it: the result is bit for bit that of a run never interrupted.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build(spec, gen).to(data.x_train.device)
+    run = Run(spec, regime, data, gen, tag, model, Sgd(model, spec))
+    state = store.load() if store else None
+    if state is not None:
+        log.info(
+            "%s/%s%s: resuming after stage %d epoch %d", spec.name, regime.name, tag, state.stage, state.epoch
+        )
+        run.restore(state)
+        if state.finished:
+            return _copy(model.state_dict()), run.curves
+    progress = ProgressLog()
+    stage, done = (state.stage, state.stage_done) if state else (1, False)
+    if stage == 1 and not done:
+        train_stage1(run, store, progress)
+    if stage == 1:  # stage 1 is over: keep its best weights, from which stage 2 starts
+        if run.best is None:
+            raise RuntimeError(f"{spec.name}: stage 1 ended without a best model")
+        model.load_state_dict(run.best)
+        if spec.train.retrain:
+            run.sgd, stage, done = Sgd(model, spec), 2, False
+    if stage == 2 and not done:
+        retrain_on_all(run, store, progress)
+    if store is not None:
+        store.save(run.snapshot(stage, stage_done=True, finished=True))
+    return _copy(model.state_dict()), run.curves
+
+
+def _save(run: Run, store: StateStore | None, stage: int, stage_done: bool) -> None:
+    """The state after this epoch, if it is one the store keeps."""
+    epoch = run.curves[-1]["epoch"]
+    if store is not None and store.every and epoch % store.every == 0:
+        store.save(run.snapshot(stage, stage_done))
+
+
+def train_stage1(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
+    """Stage 1 from the run's last epoch: until ``patience`` epochs pass without a better validation
+    score, at most ``max_epochs``."""
+    t = run.spec.train
+    for epoch in range(len(run.curves) + 1, t.max_epochs + 1):
+        start, momentum = time.perf_counter(), momentum_at(epoch, t)
+        losses, lr = run.sgd.epoch(
+            run.data.x_train, run.data.y_train, run.regime, t, epoch_lr(epoch, t), momentum, run.gen
+        )
+        train_loss = float(losses.mean())
+        _check_finite(train_loss, run.spec, run.regime, epoch)
+        metrics = epoch_metrics(run.model, run.data, t)
+        score = metrics["val_adv_error" if t.select_on == SelectOn.ADVERSARIAL else "val_error"]
+        is_best = score < run.best_score
+        if is_best:
+            run.best, run.best_score = _copy(run.model.state_dict()), score
+            run.best_epoch, run.best_loss = epoch, train_loss
+        row = {
+            "stage": 1,
+            "epoch": epoch,
+            "lr": lr,
+            "momentum": momentum,
+            "train_loss": train_loss,
+            **metrics,
+        }
+        run.curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
+        done = epoch - run.best_epoch >= t.patience or epoch == t.max_epochs
+        stage2 = t.retrain_max_epochs if t.retrain else 0
+        eta = _mean_seconds(run.curves) * (t.max_epochs - epoch + (stage2 * 1.2))  # stage 2: 60k of 50k
+        progress(run, run.curves[-1], t.max_epochs, eta, done)
+        _save(run, store, 1, done)
+        if done:
+            break
+
+
+def retrain_on_all(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
+    """Stage 2: continue on all training + validation examples until the objective on the validation part
+    falls to stage 1's training objective at its best epoch, at most ``retrain_max_epochs``."""
+    t, data = run.spec.train, run.data
+    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    n_train = len(data.x_train)
+    stage1 = sum(r["stage"] == 1 for r in run.curves)
+    last = stage1 + t.retrain_max_epochs
+    for epoch in range(len(run.curves) + 1, last + 1):
+        start = time.perf_counter()
+        losses, lr = run.sgd.epoch(x_all, y_all, run.regime, t, t.retrain_lr, t.retrain_momentum, run.gen)
+        _check_finite(float(losses.mean()), run.spec, run.regime, epoch)
+        held_out = float(losses[n_train:].mean())
+        row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}
+        row |= {"train_loss": float(losses.mean()), **epoch_metrics(run.model, data, t), "is_best": False}
+        run.curves.append(row | {"seconds": time.perf_counter() - start})
+        done = held_out <= run.best_loss or epoch == last
+        stage2_rows = [r for r in run.curves if r["stage"] == 2]
+        progress(run, run.curves[-1], last, _mean_seconds(stage2_rows) * (last - epoch), done)
+        _save(run, store, 2, done)
+        if done:
+            break

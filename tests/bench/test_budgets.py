@@ -1,0 +1,92 @@
+"""``advbench budgets``: the headline pair at several stage-1 epoch caps, each a real workflow run (here on
+the chaos preset's tiny data), read back into one table that the report shows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+
+from advbench.bench.budgets import Budget, run_budgets, write_outputs
+from advbench.report.budgets import ROWS, read_table
+from advbench.report.tables import make_report
+
+pytestmark = pytest.mark.e2e
+
+TINY = ("presets/smoke.yaml", "presets/chaos.yaml")  # the chaos preset's data, models and stage 2
+
+
+@pytest.fixture(scope="module")
+def budgets(tmp_path_factory: pytest.TempPathFactory, mnist_dir) -> tuple:
+    root = tmp_path_factory.mktemp("budgets")
+    plan = [Budget(epochs, (0,), 2, TINY) for epochs in (1, 3)]
+    return root, plan, run_budgets(REPO, root, plan)
+
+
+def _read(workdir, pattern: str) -> pd.DataFrame:
+    (path,) = (workdir / "results" / "metrics").glob(pattern)
+    return pq.read_table(path).to_pandas()
+
+
+def test_each_budget_is_a_workflow_run_with_its_cap(budgets):
+    root, plan, table = budgets
+    assert table["stage1_epochs"].tolist() == [1, 3, "paper"]
+    for budget, row in zip(plan, table.iloc[:-1].to_dict("records"), strict=True):
+        curves = _read(root / budget.name, "curves/*/model=maxout/regime=clean/curves.parquet")
+        assert curves.loc[curves["stage"] == 1, "epoch"].max() == budget.epochs  # patience 100: the cap binds
+        assert 1 <= row["best_epoch_clean"] <= budget.epochs
+        assert row["snakemake_s"] > 0 and row["training_task_s"] > 0 and not row["resumed"]
+        assert row["five_seeds_training_s"] == pytest.approx(5 * row["training_task_s"] / 2, abs=0.1)
+
+
+def test_the_rows_are_the_runs_own_results(budgets):
+    root, plan, table = budgets
+    for budget, row in zip(plan, table.iloc[:-1].to_dict("records"), strict=True):
+        attack = _read(root / budget.name, "attack/*/model=maxout/regime=clean/fgsm.parquet")
+        clean = attack[(attack["eps"] == 0.0) & ~attack["clipped"]]
+        assert row["F6 naive clean"] == pytest.approx(100 * clean["error"].mean())
+        fgsm = attack[(attack["eps"] == 0.25) & ~attack["clipped"]]
+        assert row["F2 FGSM error"] == pytest.approx(100 * fgsm["error"].mean())
+    paper = table.iloc[-1]
+    assert paper["F6 naive clean"] == pytest.approx(0.94) and paper["F2 FGSM error"] == pytest.approx(89.4)
+    assert pd.isna(paper["AT own FGSM"])  # F9's 17.9% is the 1600-unit model's
+
+
+def test_a_finished_budget_is_read_not_rerun(budgets):
+    root, plan, table = budgets
+    logs = {b.name: (root / b.name / "snakemake.log").stat().st_mtime_ns for b in plan}
+    again = run_budgets(REPO, root, plan)
+    assert again["snakemake_s"].tolist()[:-1] == table["snakemake_s"].tolist()[:-1]
+    assert {b.name: (root / b.name / "snakemake.log").stat().st_mtime_ns for b in plan} == logs
+
+
+def test_the_report_shows_the_table_and_refuses_a_wrong_file(budgets, tmp_path):
+    root, plan, table = budgets
+    write_outputs(table, tmp_path, tmp_path / "budgets_doc.md", "this machine", "advbench budgets")
+    assert "Machine: this machine." in (tmp_path / "budgets_doc.md").read_text()
+    results = sorted((root / plan[0].name / "results").rglob("*.parquet"))
+    make_report(results, tmp_path / "tables", budgets=tmp_path / "budgets.csv")
+    shown = pd.read_csv(tmp_path / "tables" / "epoch_budgets.csv")
+    assert list(ROWS.values()) <= list(shown.columns) and len(shown) == 3
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="wrong.csv has no columns"):
+        read_table(wrong)
+
+
+def test_the_report_rule_reads_report_budgets(budgets, tmp_path):
+    root, plan, table = budgets
+    write_outputs(table, tmp_path, None, "this machine", "advbench budgets")
+    overlay = tmp_path / "with_budgets.yaml"
+    overlay.write_text(f"report:\n  budgets: {tmp_path / 'budgets.csv'}\n")
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--configfile"]
+    cmd += ["presets/chaos.yaml", str(overlay), "--dry-run", "--printshellcmds", "--cores", "1"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"--budgets {tmp_path / 'budgets.csv'}" in out and "results/tables/epoch_budgets.html" in out
+    overlay.write_text(f"report:\n  budgets: {tmp_path / 'missing.csv'}\n")
+    refused = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode != 0 and "report.budgets" in refused.stdout + refused.stderr

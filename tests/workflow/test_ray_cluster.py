@@ -1,0 +1,57 @@
+"""The smoke workflow against a real two-node Ray cluster (RAY_ADDRESS), compared with the local run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_snakemake, smoke_copy
+
+from advbench.results.tables import read_meta, read_table
+
+pytestmark = pytest.mark.e2e
+
+RESULTS = [
+    ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/fgsm.parquet"),
+    ("attack", "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"),
+    (
+        "transfer",
+        "results/metrics/transfer/dataset=mnist/source=maxout-clean/target=maxout-adversarial/fgsm.parquet",
+    ),
+    ("curves", "results/metrics/curves/dataset=mnist/model=maxout/regime=clean/curves.parquet"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory: pytest.TempPathFactory, smoke_run: Path) -> tuple[Path, str]:
+    """Two nodes of one CPU each on 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set by conftest)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        work = smoke_copy(tmp_path_factory.mktemp("cluster"))
+        proc = run_snakemake(work, "--cores", "2", env={"RAY_ADDRESS": cluster.address})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        yield work, cluster.address
+    finally:
+        cluster.shutdown()
+
+
+def _data(path: Path, kind: str):
+    table = read_table(path, kind).replace_schema_metadata(None)
+    return table.drop_columns(["seconds"]) if kind == "curves" else table
+
+
+def test_tasks_ran_on_both_nodes(cluster_run):
+    work, address = cluster_run
+    meta = read_meta(work / RESULTS[3][1])
+    assert meta["ray_address"] == address
+    assert len(meta["node_ids"]) == 2  # two seeds, one CPU per node: one task on each node
+
+
+def test_cluster_results_equal_local_results(cluster_run, smoke_run):
+    work, _ = cluster_run
+    for kind, rel in RESULTS:
+        assert _data(work / rel, kind).equals(_data(smoke_run / rel, kind)), rel

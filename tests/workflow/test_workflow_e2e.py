@@ -1,0 +1,154 @@
+"""One end-to-end Snakemake run of the smoke preset, in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import run_snakemake
+
+from advbench.config.loading import load_config
+from advbench.config.specs import model_spec
+from advbench.config.validation import validate_config
+from advbench.models.architectures import build
+from advbench.report.paper import COLUMNS
+from advbench.results.checkpoints import load_into
+from advbench.results.tables import read_many, read_meta, read_table
+
+pytestmark = pytest.mark.e2e
+MNIST_FIGURES = {
+    f"F{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 24, 25)
+}
+
+
+def test_paper_table_rows_and_values(smoke_run):
+    table = pd.read_csv(smoke_run / "results/tables/paper_comparison.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)}  # every figure of the paper has a row
+    mnist = table[table["id"].isin(MNIST_FIGURES) & ~table["experiment"].str.contains("CIFAR")]
+    assert (mnist["n_seeds"] == 2).all(), mnist[mnist["n_seeds"] != 2]
+    assert set(mnist["verdict"]) <= {"matches", "direction holds", "differs", "shown in figure", "undefined"}
+    assert table.loc[table["id"] == "F19", "verdict"].tolist() == ["not reproduced"]
+    f1 = table[(table["id"] == "F1") & (table["metric"] == "error")].iloc[0]
+    assert f1["reproduced_mean"] > 50.0  # FGSM at eps=.25 breaks the naive softmax (values in %)
+    assert f1["paper"] == pytest.approx(99.9)
+    f9 = table[table["experiment"].str.contains("1600-unit maxout \\(F8's model\\)")].iloc[0]
+    assert f9["id"] == "F9" and "maxout1600-adversarial: trained at most 1 epoch (" in f9["note"]
+    assert f9["note"].endswith("needs presets/paper.yaml") and f9["ci95_low"] <= f9["reproduced_mean"]
+    md = (smoke_run / "results/tables/paper_comparison.md").read_text()
+    assert md.splitlines()[0].replace(" ", "") == "|" + "|".join(COLUMNS) + "|"
+    assert "\\toprule" in (smoke_run / "results/tables/paper_comparison.tex").read_text()
+
+
+def test_attack_results_are_sane(smoke_run):
+    path = smoke_run / "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"
+    attack = read_table(path, "attack").to_pandas()
+    assert len(attack) == 2 * 3 * 2  # seeds x eps x clipping
+    mean = attack[~attack["clipped"]].groupby("eps")["error"].mean()
+    assert mean.loc[0.0] < 0.3 and mean.is_monotonic_increasing and mean.loc[0.25] > 0.5
+    assert (attack["n"] == 1000).all() and (attack["max_perturbation"] <= attack["eps"] + 1e-6).all()
+    maxout = read_table(Path(str(path).replace("softmax", "maxout")), "attack").to_pandas()
+    maxout_mean = maxout[~maxout["clipped"]].groupby("eps")["error"].mean()
+    assert maxout_mean.loc[0.0] < 0.5 < maxout_mean.loc[0.25]  # it learned, and FGSM breaks it
+    meta = read_meta(path)
+    assert meta["rule"] == "attack" and meta["config_hash"] != "unknown" and meta["node_ids"]
+    assert meta["ray_address"] == "embedded (shared by the workflow run)"
+
+
+def test_transfer_and_curves_and_checkpoints(smoke_run):
+    tr = read_many(sorted((smoke_run / "results/metrics/transfer").rglob("*.parquet")), "transfer")
+    ends = [
+        tr.column(c).to_pylist() for c in ("source_model", "source_regime", "target_model", "target_regime")
+    ]
+    pairs = {(f"{a}-{b}", f"{c}-{d}") for a, b, c, d in zip(*ends, strict=True)}
+    assert pairs == {
+        ("maxout-clean", "maxout-adversarial"),
+        ("maxout-adversarial", "maxout-clean"),
+        ("maxout-clean", "maxout1600-adversarial"),  # F10 on F8's model, the naive side read as 240 units
+        ("maxout1600-adversarial", "maxout-clean"),
+        ("maxout1600-clean", "maxout1600-adversarial"),  # and read as 1600 units
+        ("maxout1600-adversarial", "maxout1600-clean"),
+    }
+    curves_path = (
+        smoke_run / "results/metrics/curves/dataset=mnist/model=maxout/regime=adversarial/curves.parquet"
+    )
+    curves = read_table(curves_path, "curves").to_pandas()
+    config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
+    epochs = config["models"]["maxout"]["train"]["max_epochs"]
+    assert sorted(curves["seed"].unique()) == [0, 1]
+    stage1, stage2 = curves[curves["stage"] == 1], curves[curves["stage"] == 2]
+    assert (stage1.groupby("seed")["epoch"].max() == epochs).all()
+    assert stage2.groupby("seed")["epoch"].min().tolist() == [epochs + 1, epochs + 1]  # retrained on 60k
+    spec = model_spec("maxout", config["models"]["maxout"])
+    ckpt = smoke_run / "results/models/dataset=mnist/model=maxout/regime=adversarial/seed=1.safetensors"
+    model = load_into(build(spec), ckpt)
+    assert model(torch.rand(2, 784)).shape == (2, 10)
+    cost = pd.read_csv(smoke_run / "results/tables/training_cost.csv").set_index(["model", "regime"])
+    row = cost.loc[("maxout", "adversarial")]
+    assert row["tasks"] == 2 and row["epochs_per_task"] == len(curves) / 2
+    assert row["task_seconds"] == pytest.approx(curves["seconds"].sum(), rel=1e-6)
+
+
+def test_rerun_has_nothing_to_do(smoke_run):
+    proc = run_snakemake(smoke_run, "--cores", "2", "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+FIGURES = [
+    "fgsm_vs_eps",
+    "transfer_matrix",
+    "training_curves",
+    "first_layer_weights_mnist",
+    "first_layer_weights_cifar10",
+    "adversarial_examples_mnist",
+    "adversarial_examples_cifar10",  # the smoke preset's tiny conv maxout
+    "logistic_weights",
+    "logits_vs_eps",
+    "rubbish_histogram",
+    "rubbish_samples_mnist",
+    "rubbish_samples_cifar10",
+]
+
+
+def test_figures_are_real_images(smoke_run):
+    from PIL import Image
+
+    for name in FIGURES:
+        with Image.open(smoke_run / "results/figures" / f"{name}.png") as image:
+            image.verify()
+            assert min(image.size) > 300, name
+        assert (smoke_run / "results/figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_html_report_embeds_every_figure(smoke_run):
+    import base64
+
+    proc = run_snakemake(smoke_run, "--report", "results/report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (smoke_run / "results/report.html").read_text()
+    for name in FIGURES:
+        png = (smoke_run / "results/figures" / f"{name}.png").read_bytes()
+        assert base64.b64encode(png)[:4000].decode() in html, name
+    assert "paper_comparison.md" in html and "Paper vs reproduced" in html
+
+
+def _metrics(run: Path, kind: str) -> pd.DataFrame:
+    files = sorted((run / "results/metrics" / kind).rglob("*.parquet"))
+    return pd.concat([read_table(f, kind).to_pandas() for f in files if f.stem == kind])
+
+
+def test_experiment_results_cover_every_seed(smoke_run):
+    config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
+    rubbish = _metrics(smoke_run, "rubbish")
+    assert len(rubbish) == 2 * len(config["rubbish"]["runs"])  # seeds x models
+    assert (rubbish["n"] == 1000).all() and set(rubbish["dataset"]) == {"mnist", "cifar10"}
+    assert (rubbish.loc[rubbish["model"] == "rbf", "error"] == 0).all()  # F24: the RBF is never confident
+    agreement = _metrics(smoke_run, "agreement")
+    assert set(agreement["seed"]) == {0, 1} and (agreement["n_agree"] <= agreement["n"]).all()
+    ensemble = _metrics(smoke_run, "ensemble")
+    assert set(ensemble["attacked"]) == {"ensemble", "member"} and (ensemble["members"] == 3).all()
+    sweep = _metrics(smoke_run, "sweep")
+    assert len(sweep) == 2 * 21 * 10 and set(sweep["label"]) == {4}  # seeds x eps steps x classes
