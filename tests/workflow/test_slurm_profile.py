@@ -122,7 +122,9 @@ def test_sbatch_exports_the_address_advbench_joins(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert RaySettings().cluster_address == "10.0.0.1:6379"  # what each job's driver joins
     assert re.search(r"^export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=", text, flags=re.M)
-    assert re.search(r"^trap stop_ray EXIT$", text, flags=re.M) and "ray stop" in text
+    assert re.search(r"^trap stop_ray EXIT$", text, flags=re.M)
+    # it ends its own node steps; `ray stop` would stop every Ray of the user on the node
+    assert "kill $steps" in text and not re.search(r"^[^#]*ray stop", text, flags=re.M)
     node_script = re.search(r'^node_script="\$here/(.+)"$', text, flags=re.M).group(1)
     assert (REPO / node_script).resolve() == NODE
     profile_dir = re.search(r"snakemake --profile (\S+)", text).group(1)
