@@ -285,7 +285,9 @@ def test_ray_cluster_sbatch_runs_the_smoke_preset(slurm, smoke_run, tmp_path):
     out = (work / f"advbench-ray-{job}.out").read_text()
     assert state == "COMPLETED", out[-5000:]
     assert f"Ray head on {slurm.node} at 127.0.0.1:{port}" in out
-    assert {name for name, _, _ in listening} >= {"gcs_server", "raylet"}, listening
+    # sampled once a second while the job runs: the head's GCS is always seen, its raylet not always (a
+    # short job on a loaded machine can end between two samples); every socket seen must be loopback
+    assert "gcs_server" in {name for name, _, _ in listening}, listening
     assert all(_loopback(ip) for _, ip, _ in listening), listening
     # a driver without the token is refused (Ray keeps retrying; it never joins)
     assert refused is not None and "JOINED WITHOUT A TOKEN" not in refused, refused
