@@ -15,9 +15,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/experiments.smk"
-include: "workflow/rules/report_common.smk"
-include: "workflow/rules/panels.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/panels.smk"
 include: "workflow/rules/bench.smk"
 
 

@@ -1,7 +1,7 @@
 """``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call), ``chaos``,
 ``bench``, ``budgets``, ``compare`` and ``progress``.
 
-Specs arrive as JSON (built from the validated config by ``workflow/rules/common.smk``); ``--job`` carries
+Specs arrive as JSON (built from the validated config by :class:`advbench.plan.Plan`); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
 """
 

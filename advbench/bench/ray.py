@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 from advbench.bench.timing import median
-from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec
 from advbench.jobs.train import train_task
 from advbench.runtime.ray import RaySettings, ray_session
 
@@ -23,7 +25,17 @@ def noop() -> None:
     return None
 
 
-def _timed(fn) -> float:
+class TaskArgs(TypedDict):
+    """The keyword arguments of :func:`train_task` that every timed call shares."""
+
+    spec: ModelSpec
+    regime: RegimeSpec
+    dataset: str
+    seed: int
+    settings: RaySettings
+
+
+def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -34,12 +46,12 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
     and the speed-up of ``num_cpus`` concurrent training tasks over running them one after another."""
     import ray
 
-    regime = RegimeSpec(name="clean", kind="clean")
+    regime = RegimeSpec(name="clean", kind=RegimeKind.CLEAN)
     settings = RaySettings(num_cpus=num_cpus, num_cpus_per_task=1, object_store_mb=256)
     with tempfile.TemporaryDirectory(prefix="advbench-bench-") as tmp:
         ckpt = str(Path(tmp) / "model.safetensors")
-        kwargs = {"spec": spec, "regime": regime, "dataset": "mnist", "seed": 0, "settings": settings}
-        local = {**kwargs, "settings": replace(settings, use_ray=False)}
+        kwargs = TaskArgs(spec=spec, regime=regime, dataset="mnist", seed=0, settings=settings)
+        local: TaskArgs = {**kwargs, "settings": replace(settings, use_ray=False)}
         start = time.perf_counter()
         with ray_session(settings):
             startup = time.perf_counter() - start
@@ -49,6 +61,10 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
             def via_ray(n: int = 1) -> None:
                 ray.get([task.remote(ref, checkpoint=f"{ckpt}.{i}", **kwargs) for i in range(n)])
 
+            def one_after_another() -> None:
+                for _ in range(num_cpus):
+                    via_ray()
+
             cold = _timed(via_ray)  # a fresh worker imports torch and advbench: once per worker and run
             empty = ray.remote(noop)
             noop_s = median([_timed(lambda: ray.get(empty.remote())) for _ in range(max(reps, 20))])
@@ -57,7 +73,7 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
                 for _ in range(reps)
             ]
             via_ray(num_cpus)  # warm every worker
-            serial = median([_timed(lambda: [via_ray() for _ in range(num_cpus)]) for _ in range(reps)])
+            serial = median([_timed(one_after_another) for _ in range(reps)])
             parallel = median([_timed(lambda: via_ray(num_cpus)) for _ in range(reps)])
     warm = median([r - loc for r, loc in pairs])
     local_s = median([loc for _, loc in pairs])

@@ -11,11 +11,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
 from advbench.bench.timing import median, paired_range, time_interleaved
-from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build
 from advbench.training.loop import Sgd, noise_objective, sgd_step
 
@@ -31,7 +32,7 @@ def maxout_max_rows(name: str, spec: ModelSpec, reps: int, warmup: int) -> list[
         "piece_major": lambda: z.view(BATCH, spec.pieces, spec.units).amax(dim=1),  # as Maxout.forward
     }
 
-    def step(layout: str):
+    def step(layout: str) -> Callable[[], None]:
         def run() -> None:
             z.grad = None
             layouts[layout]().backward(grad)
@@ -50,11 +51,11 @@ def noise_pass_rows(
 ) -> list[dict]:
     """Forward + backward of the noise controls' objective on one minibatch, two passes ÷ one pass."""
     model = build(spec, torch.Generator().manual_seed(0)).to(x.device).train()
-    regime = RegimeSpec(name="noise_sign", kind="noise_sign", alpha=0.5, eps=0.25)
+    regime = RegimeSpec(name="noise_sign", kind=RegimeKind.NOISE_SIGN, alpha=0.5, eps=0.25)
     xb, yb = x[:BATCH], y[:BATCH]
     stacked = {"two_passes": False, "one_pass": True}
 
-    def step(kind: str):
+    def step(kind: str) -> Callable[[], None]:
         def run() -> None:
             for p in model.parameters():
                 p.grad = None
@@ -77,9 +78,10 @@ def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:
     if tuned:
         tune_allocator()
     torch.set_num_threads(1)
-    spec = ModelSpec(name="maxout", arch="maxout", units=units)
+    spec = ModelSpec(name="maxout", arch=Arch.MAXOUT, units=units)
     model = build(spec, torch.Generator().manual_seed(0))
-    sgd, params = Sgd(model, spec), list(model.parameters())
+    sgd = Sgd(model, spec)
+    params: list[torch.Tensor] = list(model.parameters())
     x, y = torch.rand(50 * BATCH, 784), torch.randint(0, 10, (50 * BATCH,))
 
     def step(i: int) -> None:
@@ -110,9 +112,9 @@ def malloc_rows(name: str, spec: ModelSpec, rounds: int, steps: int, reps: int) 
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             seconds[tuned].append(float(out.stdout.split()[-1]))
     keys = {"section": "train", "model": name, "batch_size": BATCH}
-    default, tuned = median(seconds[False]), median(seconds[True])
+    default_s, tuned_s = median(seconds[False]), median(seconds[True])
     return [
-        {**keys, "metric": "step_seconds_adversarial_default_malloc", "value": default, "unit": "s"},
-        {**keys, "metric": "step_seconds_adversarial_tuned_malloc", "value": tuned, "unit": "s"},
-        {**keys, "metric": "tuned_malloc_speedup", "value": default / tuned, "unit": "x"},
+        {**keys, "metric": "step_seconds_adversarial_default_malloc", "value": default_s, "unit": "s"},
+        {**keys, "metric": "step_seconds_adversarial_tuned_malloc", "value": tuned_s, "unit": "s"},
+        {**keys, "metric": "tuned_malloc_speedup", "value": default_s / tuned_s, "unit": "x"},
     ]

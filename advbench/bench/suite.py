@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from advbench.config.specs import ModelSpec, TrainSpec
+from advbench.config.specs import Arch, ModelSpec, TrainSpec
 from advbench.data.inputs import to_float
 from advbench.data.splits import load_splits
 from advbench.models.architectures import build
@@ -88,9 +88,9 @@ class BenchConfig:
 def model_spec(name: str) -> ModelSpec:
     """The benchmark's models: config.yaml's softmax regression and 240- and 1600-unit maxouts."""
     if name == "softmax":
-        return ModelSpec(name=name, arch="softmax", max_col_norm=None)
+        return ModelSpec(name=name, arch=Arch.SOFTMAX, max_col_norm=None)
     if name in MAXOUTS:
-        return ModelSpec(name=name, arch="maxout", units=int(name.removeprefix("maxout")))
+        return ModelSpec(name=name, arch=Arch.MAXOUT, units=int(name.removeprefix("maxout")))
     raise ValueError(f"bench model {name!r} unknown; expected one of {('softmax', *MAXOUTS)}")
 
 
@@ -111,7 +111,7 @@ class Target:
     def verdict(self, row: dict) -> str:
         """``met``, ``missed`` or ``within noise`` (see the module's docstring)."""
         low, high = row.get("ci_low"), row.get("ci_high")
-        if low is None or not (math.isfinite(low) and math.isfinite(high)):
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
             return "met" if self.met(row) else "missed"
         t = self.threshold(row)
         good, bad = (low >= t, high < t) if self.op == ">=" else (high <= t, low > t)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -35,10 +36,12 @@ def compile_rows(
     of ``attack_batch`` and of one training step on the first ``spec.train.batch_size`` of ``train``."""
     x, y = attack
     eager = build(spec, torch.Generator().manual_seed(0)).to(x.device)
-    compiled = torch.compile(eager)  # shares eager's parameters: the same model
+    # shares eager's parameters: the same model; compiling a Module returns a Module (an OptimizedModule),
+    # though torch.compile's signature promises only a callable like its argument
+    compiled = cast(torch.nn.Module, torch.compile(eager))
     xt, yt = (t[: spec.train.batch_size] for t in train)
     models = {"eager": eager, "compiled": compiled}
-    cases = {
+    cases: dict[tuple[str, int], dict[str, Callable[[], object]]] = {
         ("fgsm", attack_batch): {k: _fgsm_over(m, x, y, attack_batch) for k, m in models.items()},
         ("train_step", len(xt)): {k: _step_on(m, xt, yt) for k, m in models.items()},
     }

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,14 +25,16 @@ from torch import nn
 from advbench.attacks import fgsm
 from advbench.bench.fgsm import EPS
 from advbench.bench.timing import median, paired_range, peak_memory_mib, time_interleaved
-from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build, linear_layers
 from advbench.training.loop import Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
 from advbench.training.state import DiskStore
 
 REGIMES = {
-    "clean": RegimeSpec(name="clean", kind="clean"),
-    "adversarial": RegimeSpec(name="adversarial", kind="fgsm", alpha=0.5, eps=EPS, grad_in_train_mode=True),
+    "clean": RegimeSpec(name="clean", kind=RegimeKind.CLEAN),
+    "adversarial": RegimeSpec(
+        name="adversarial", kind=RegimeKind.FGSM, alpha=0.5, eps=EPS, grad_in_train_mode=True
+    ),
 }
 
 
@@ -51,7 +54,7 @@ def epoch_rows(
     sgds = {regime: Sgd(build(spec, gen).to(x.device), spec) for regime in REGIMES}
     t = spec.train
 
-    def epoch(regime: str):
+    def epoch(regime: str) -> Callable[[], object]:
         return lambda: sgds[regime].epoch(x, y, REGIMES[regime], t, t.lr, momentum_at(1, t), gen)
 
     times = time_interleaved({r: epoch(r) for r in REGIMES}, reps, warmup, str(x.device))
@@ -136,9 +139,12 @@ def memory_rows(
     device = str(x.device)
     xa, ya = x[:attack_batch], y[:attack_batch]
     xt, yt = x[: spec.train.batch_size], y[: spec.train.batch_size]
-    steps = {("attack_step", attack_batch): lambda: fgsm(model.eval(), xa, ya, EPS, clip=True)}
+    # (metric, batch size) -> one step
+    steps: dict[tuple[str, int], Callable[[], object]] = {
+        ("attack_step", attack_batch): lambda: fgsm(model.eval(), xa, ya, EPS, clip=True)
+    }
     for regime, r in REGIMES.items():
-        steps[(f"train_step_{regime}", spec.train.batch_size)] = lambda r=r: train_step(model, xt, yt, r)
+        steps[(f"train_step_{regime}", spec.train.batch_size)] = partial(train_step, model, xt, yt, r)
     rows = []
     for (metric, batch), step in steps.items():
         step()  # warm-up: lazily allocated state is not part of a step

@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 from advbench.config.loading import load_config
-from advbench.config.runs import run_model_spec
 from advbench.config.specs import model_spec, regime_spec, spec_to_json
 from advbench.config.validation import validate_config
+from advbench.plan import Plan, path
 from advbench.reliability.chaos import Summary, Workflow, differences, result_files, tool_env
 
 MARKER = "pwned"  # a payload that runs would create this file in the scratch folder
@@ -152,17 +152,15 @@ def _bad_checkpoints(scratch: Path, real: Path) -> dict[str, tuple[Path, str]]:
 
 def checkpoint_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
     """``advbench attack`` of maxout-clean given pickles, a truncated file and a softmax checkpoint."""
-    models = workdir / "results/models/dataset=mnist"
-    subset = {k: config["data"][k] for k in ("n_train", "n_val", "n_test")}
-    job = json.dumps({"dataset": "mnist", "subset": subset, "attack": config["attack"]})
-    spec = spec_to_json(run_model_spec(config, "maxout-clean"))
-    regime = spec_to_json(regime_spec("clean", config["regimes"]["clean"]))
-    bad = _bad_checkpoints(scratch, models / "model=maxout/regime=clean/seed=0.safetensors")
-    bad["other architecture"] = (
-        models / "model=softmax/regime=clean/seed=0.safetensors",
-        "does not fit model",
-    )
-    argv = ["advbench", "attack", "--data", str(workdir / "resources/data/mnist.npz"), "--job", job]
+    plan = Plan(config)
+    checkpoint = {
+        arch: workdir / plan.checkpoints("mnist", arch, "clean")[0] for arch in ("maxout", "softmax")
+    }
+    job = plan.attack_job_json("mnist", config["attack"])
+    spec, regime = plan.run_model_json("maxout-clean"), plan.regime_json("clean")
+    bad = _bad_checkpoints(scratch, checkpoint["maxout"])
+    bad["other architecture"] = (checkpoint["softmax"], "does not fit model")
+    argv = ["advbench", "attack", "--data", str(workdir / plan.data("mnist")), "--job", job]
     argv += [
         "--model",
         spec,
@@ -180,7 +178,7 @@ def checkpoint_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
 def training_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
     """A learning rate that makes the weights overflow: the task must fail naming model and epoch."""
     entry = {**config["models"]["softmax"], "train": {**config["models"]["softmax"]["train"], "lr": 1e38}}
-    argv = ["advbench", "train", "--data", str(workdir / "resources/data/mnist.npz"), "--no-ray"]
+    argv = ["advbench", "train", "--data", str(workdir / path("data", dataset="mnist")), "--no-ray"]
     argv += [
         "--job",
         json.dumps({"dataset": "mnist", "subset": {"n_train": 200, "n_val": 100, "n_test": 100}}),
@@ -193,7 +191,7 @@ def training_cases(workdir: Path, config: dict, scratch: Path) -> list[Case]:
 
 def results_cases(workdir: Path, scratch: Path) -> list[Case]:
     """A truncated results file given to the report."""
-    real = next((workdir / "results/metrics/attack").rglob("*.parquet"))
+    real = workdir / path("attack", dataset="mnist", model="maxout", regime="clean")
     (cut := scratch / "cut.parquet").write_bytes(real.read_bytes()[:300])
     argv = ["advbench", "report", "--results", str(cut), "--out-dir", str(scratch / "tables")]
     return [Case("truncated results file", argv, "cut.parquet: not a readable Parquet results file")]

@@ -96,7 +96,8 @@ def paper_points(column: str) -> dict[tuple[str, str, float], float]:
 
 def eps_groups(runs: list[str]) -> list[tuple[str, list[str]]]:
     """The :data:`EPS_GROUPS` with a trained run not shown in an earlier group, then every other run."""
-    groups, shown = [], set()
+    groups: list[tuple[str, list[str]]] = []
+    shown: set[str] = set()
     for title, members in EPS_GROUPS:
         present = [r for r in members if r in runs]
         if set(present) - shown:  # a group whose runs all have a panel already adds nothing

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from advbench.report.layout import TABLES_DIR
+
 KEYS = ["id", "experiment", "metric"]
-TABLE = Path("results") / "tables" / "paper_comparison.csv"
+TABLE = Path(TABLES_DIR) / "paper_comparison.csv"
 
 
 class CompareError(ValueError):

@@ -2,10 +2,10 @@
 panel tables that ``advbench panels`` wrote (:mod:`advbench.jobs.panels`). ``make_figures`` is what
 ``advbench figures`` (the ``figures`` rule) runs; no checkpoint or dataset is read.
 
-The job (built by ``workflow/rules/report_common.smk``): ``charts``, the charts to draw (default: all of
-:data:`CHARTS`), ``transfer_eps``, and ``images``: figure name -> ``{"panel", "dataset"}``, ``panel`` one of
-:data:`PANELS` (``examples``: the panda figure; ``weights``: Fig. 3; ``logistic``: Fig. 2; ``rubbish``: noise
-samples), the dataset whose rows it shows.
+The job (built by :func:`advbench.plan.report.figures_job`): ``charts``, the charts to draw (default: all
+of :data:`~advbench.report.layout.CHARTS`), ``transfer_eps``, and ``images``: figure name ->
+``{"panel", "dataset"}``, ``panel`` one of :data:`PANELS` (``examples``: the panda figure; ``weights``:
+Fig. 3; ``logistic``: Fig. 2; ``rubbish``: noise samples), the dataset whose rows it shows.
 """
 
 from __future__ import annotations
@@ -20,16 +20,8 @@ from advbench.config.runs import run_id
 from advbench.data.registry import dataset_info
 from advbench.report import charts, images
 from advbench.report.charts import save
+from advbench.report.layout import CHARTS
 from advbench.report.tables import load_tables
-
-#: figure name -> the results tables it needs (the figure is skipped with a log line when one is empty)
-CHARTS: dict[str, tuple[str, ...]] = {
-    "fgsm_vs_eps": ("attack",),
-    "transfer_matrix": ("attack", "transfer"),
-    "training_curves": ("curves",),
-    "logits_vs_eps": ("sweep",),
-    "rubbish_histogram": ("rubbish", "rubbish_classes"),
-}
 
 
 def caption(dataset: str, cls: int, conf: float) -> str:

@@ -85,17 +85,24 @@ def selected_rows(figure: Figure, tables: dict[str, pd.DataFrame]) -> pd.DataFra
     return rows.groupby("seed").tail(1) if pick == "last" else rows
 
 
+def metric_column(figure: Figure) -> str:
+    """The column of the figure's table that holds its metric (``select: column``)."""
+    if figure.select is None:
+        raise ValueError(f"figure {figure.key!r} has no select: no table column holds its metric")
+    return figure.select["column"]
+
+
 def seed_values(figure: Figure, rows: pd.DataFrame) -> pd.Series:
     """The figure's metric in its :func:`selected_rows`, for every seed that has it (empty if the experiment
     was not run)."""
     if rows.empty:
         return pd.Series(dtype=float)
-    return rows.set_index("seed")[figure.select["column"]].astype(float).sort_index()
+    return rows.set_index("seed")[metric_column(figure)].astype(float).sort_index()
 
 
 def sample_size(figure: Figure, rows: pd.DataFrame) -> float:
     """How many examples a rate of this figure counts (NaN where it is not a rate of examples)."""
-    if rows.empty or figure.select["column"] not in RATE_COLUMNS or "n" not in rows:
+    if rows.empty or metric_column(figure) not in RATE_COLUMNS or "n" not in rows:
         return float("nan")
     return float(rows["n"].mean())
 
@@ -140,6 +147,8 @@ def verdict(figure: Figure, mean: float, means: dict[str, float], n_seeds: int) 
     if pd.isna(mean):
         return "undefined"
     if figure.bound:
+        if figure.paper is None:
+            raise ValueError(f"figure {figure.key!r} states a bound {figure.bound!r} but no paper value")
         return "matches" if RELATIONS[figure.bound](mean, figure.paper) else "differs"
     if figure.paper is not None and abs(mean - figure.paper) <= figure.tolerance:
         return "matches"
@@ -172,9 +181,10 @@ def note(figure: Figure, run_notes: dict[str, str] | None = None) -> str:
         parts.append(f"paper states {figure.bound} {figure.paper:g}")
     if figure.direction:
         parts.append(f"paper: {figure.direction['relation']} {figure.direction['than']}")
+    notes = run_notes or {}
     for run in dict.fromkeys(figure_runs(figure)):
-        if run in (run_notes or {}):
-            parts.append(f"{run}: {run_notes[run]}")
+        if run in notes:
+            parts.append(f"{run}: {notes[run]}")
     return "; ".join(parts)
 
 

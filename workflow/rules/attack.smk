@@ -1,9 +1,9 @@
 rule attack:
     input:
-        data=lambda w: data_path(w.dataset),
-        checkpoints=lambda w: checkpoint_paths(w.dataset, w.model, w.regime),
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.checkpoints(w.dataset, w.model, w.regime),
     output:
-        "results/metrics/attack/dataset={dataset}/model={model}/regime={regime}/fgsm.parquet",
+        PATHS["attack"],
     log:
         "logs/attack/{dataset}/{model}-{regime}.log",
     benchmark:
@@ -14,11 +14,9 @@ rule attack:
         mem_mb=4000,
         runtime=30,
     params:
-        model=lambda w: model_json(w.model, w.regime),
-        regime=lambda w: regime_json(w.regime),
-        job=lambda w: attack_job_json(
-            w.dataset, run_attack(config, run_id(w.model, w.regime))
-        ),
+        model=lambda w: PLAN.model_json(w.model, w.regime),
+        regime=lambda w: PLAN.regime_json(w.regime),
+        job=lambda w: PLAN.run_attack_json(w.dataset, w.model, w.regime),
         seeds=SEED_ARGS,
     run:
         run_advbench(

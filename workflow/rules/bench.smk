@@ -5,7 +5,7 @@
 
 rule bench:
     input:
-        data=data_path(DATASET),
+        data=PLAN.data(DATASET),
     output:
         parquet="results/bench/bench.parquet",
         table="results/bench/bench.md",

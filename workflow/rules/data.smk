@@ -1,6 +1,6 @@
 rule prepare_data:
     output:
-        "resources/data/{dataset}.npz",
+        PATHS["data"],
     log:
         "logs/prepare_data/{dataset}.log",
     conda:
@@ -8,7 +8,7 @@ rule prepare_data:
     params:
         source=config["data"]["source"],
         data_dir=lambda w: config["data"]["dir"] or "",
-        options=lambda w: prepare_options(w.dataset),
+        options=lambda w: PLAN.prepare_options(w.dataset),
     shell:
         "advbench prepare --dataset {wildcards.dataset} --out {output} --source {params.source}"
         " --data-dir={params.data_dir:q} {params.options} > {log} 2>&1"

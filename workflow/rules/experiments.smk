@@ -1,11 +1,11 @@
 rule agreement:
     input:
-        data=lambda w: data_path(w.dataset),
-        checkpoints=lambda w: experiment_inputs(
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.experiment_inputs(
             [config["agreement"]["source"], *config["agreement"]["observers"]]
         ),
     output:
-        "results/metrics/agreement/dataset={dataset}/source={source}/agreement.parquet",
+        PATHS["agreement"],
     log:
         "logs/agreement/{dataset}/{source}.log",
     benchmark:
@@ -16,10 +16,9 @@ rule agreement:
         mem_mb=4000,
         runtime=30,
     params:
-        job=lambda w: experiment_job_json(
-            "agreement",
+        job=lambda w: PLAN.experiment_job_json(
             w.dataset,
-            seed_runs([w.source, *config["agreement"]["observers"]]),
+            PLAN.seed_runs([w.source, *config["agreement"]["observers"]]),
             source=w.source,
             eps=config["agreement"]["eps"],
         ),
@@ -33,10 +32,10 @@ rule agreement:
 
 rule sweep:
     input:
-        data=lambda w: data_path(w.dataset),
-        checkpoints=lambda w: experiment_inputs([w.run]),
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.experiment_inputs([w.run]),
     output:
-        "results/metrics/sweep/dataset={dataset}/run={run}/sweep.parquet",
+        PATHS["sweep"],
     log:
         "logs/sweep/{dataset}/{run}.log",
     threads: RAY_THREADS
@@ -45,10 +44,9 @@ rule sweep:
         mem_mb=2000,
         runtime=10,
     params:
-        job=lambda w: experiment_job_json(
-            "sweep",
+        job=lambda w: PLAN.experiment_job_json(
             w.dataset,
-            seed_runs([w.run]),
+            PLAN.seed_runs([w.run]),
             **{k: config["sweep"][k] for k in ("label", "eps_max", "steps")},
         ),
         seeds=SEED_ARGS,
@@ -61,10 +59,10 @@ rule sweep:
 
 rule ensemble:
     input:
-        data=lambda w: data_path(w.dataset),
-        checkpoints=lambda w: member_paths(w.dataset, *split_run_id(w.run)),
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.run_members(w.run),
     output:
-        "results/metrics/ensemble/dataset={dataset}/run={run}/ensemble.parquet",
+        PATHS["ensemble"],
     log:
         "logs/ensemble/{dataset}/{run}.log",
     benchmark:
@@ -75,8 +73,8 @@ rule ensemble:
         mem_mb=4000,
         runtime=30,
     params:
-        job=lambda w: experiment_job_json(
-            "ensemble", w.dataset, ensemble_runs(), eps=config["ensemble"]["eps"]
+        job=lambda w: PLAN.experiment_job_json(
+            w.dataset, PLAN.ensemble_runs(), eps=config["ensemble"]["eps"]
         ),
         seeds=SEED_ARGS,
     run:
@@ -88,10 +86,10 @@ rule ensemble:
 
 rule rubbish:
     input:
-        checkpoints=lambda w: experiment_inputs(config["rubbish"]["runs"]),
+        checkpoints=lambda w: PLAN.experiment_inputs(config["rubbish"]["runs"]),
     output:
-        summary="results/metrics/rubbish/rubbish.parquet",
-        classes="results/metrics/rubbish/rubbish_classes.parquet",
+        summary=PATHS["rubbish"],
+        classes=PATHS["rubbish_classes"],
     log:
         "logs/rubbish/rubbish.log",
     benchmark:
@@ -102,10 +100,9 @@ rule rubbish:
         mem_mb=4000,
         runtime=30,
     params:
-        job=lambda w: experiment_job_json(
-            "rubbish",
+        job=lambda w: PLAN.experiment_job_json(
             None,
-            seed_runs(config["rubbish"]["runs"]),
+            PLAN.seed_runs(config["rubbish"]["runs"]),
             **{k: config["rubbish"][k] for k in ("n", "n_by_dataset", "threshold")},
         ),
         seeds=SEED_ARGS,

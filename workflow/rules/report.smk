@@ -1,6 +1,6 @@
 """Tables and figures, and their place in `snakemake --report`: one category per experiment of the paper,
-a figures and a tables subcategory in each, labels naming the figure or table and the runs it shows.
-"""
+a figures and a tables subcategory in each, labels naming the figure or table and the runs it shows; the
+lists are advbench.plan.report's."""
 
 
 localrules:
@@ -10,7 +10,7 @@ localrules:
 
 rule report:
     input:
-        results=all_results(),
+        results=PLAN.all_results(),
         budgets=BUDGETS,
     output:
         **table_outputs(),
@@ -19,17 +19,18 @@ rule report:
     conda:
         "../envs/advbench.yaml"
     params:
-        notes=RUN_NOTES,
+        notes=PLAN.run_notes,
         budgets=f"--budgets {shlex.quote(BUDGETS[0])}" if BUDGETS else "",
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "advbench report --results {input.results} --out-dir results/tables "
+        "advbench report --results {input.results} --out-dir {params.out_dir} "
         "--run-notes {params.notes} {params.budgets} > {log} 2>&1"
 
 
 rule figures:
     input:
-        results=all_results(),
-        panels=list(PANEL_TABLES.values()),
+        results=PLAN.all_results(),
+        panels=list(report_plan.panel_paths().values()),
     output:
         **figure_outputs(),
     log:
@@ -37,7 +38,8 @@ rule figures:
     conda:
         "../envs/advbench.yaml"
     params:
-        job=figures_job(),
+        job=report_plan.figures_job(PLAN),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
         "advbench figures --results {input.results} {input.panels} --job {params.job:q}"
-        " --out-dir results/figures > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,26 +1,23 @@
 rule train:
     input:
-        data=lambda w: data_path(w.dataset),
+        data=lambda w: PLAN.data(w.dataset),
     output:
-        checkpoints=expand(
-            "results/models/dataset={{dataset}}/model={{model}}/regime={{regime}}/seed={seed}.safetensors",
-            seed=SEEDS,
-        ),
-        curves="results/metrics/curves/dataset={dataset}/model={model}/regime={regime}/curves.parquet",
+        checkpoints=expand(PATHS["checkpoint"], seed=SEEDS, allow_missing=True),
+        curves=PATHS["curves"],
     log:
         "logs/train/{dataset}/{model}-{regime}.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}-{regime}.tsv"
-    priority: lambda w: TRAIN_PRIORITY[run_id(w.model, w.regime)]
+    priority: lambda w: PLAN.priority(w.model, w.regime)
     threads: RAY_THREADS
     resources:
         ray=RAY_SLOT,
         mem_mb=4000,
         runtime=120,
     params:
-        model=lambda w: model_json(w.model, w.regime),
-        regime=lambda w: regime_json(w.regime),
-        job=lambda w: train_job_json(w.dataset),
+        model=lambda w: PLAN.model_json(w.model, w.regime),
+        regime=lambda w: PLAN.regime_json(w.regime),
+        job=lambda w: PLAN.train_job_json(w.dataset),
         seeds=SEED_ARGS,
         members=1,
     run:
@@ -35,11 +32,12 @@ rule train:
 use rule train as train_members with:
     output:
         checkpoints=expand(
-            "results/models/dataset={{dataset}}/model={{model}}/regime={{regime}}/seed={seed}/member={member}.safetensors",
+            PATHS["member"],
             seed=SEEDS,
             member=range(N_MEMBERS),
+            allow_missing=True,
         ),
-        curves="results/metrics/curves/dataset={dataset}/model={model}/regime={regime}/members.parquet",
+        curves=PATHS["member_curves"],
     log:
         "logs/train/{dataset}/{model}-{regime}-members.log",
     benchmark:

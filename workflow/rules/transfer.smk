@@ -1,10 +1,10 @@
 rule transfer:
     input:
-        data=lambda w: data_path(w.dataset),
-        source=lambda w: run_checkpoints(w.dataset, w.source),
-        target=lambda w: run_checkpoints(w.dataset, w.target),
+        data=lambda w: PLAN.data(w.dataset),
+        source=lambda w: PLAN.run_checkpoints(w.source),
+        target=lambda w: PLAN.run_checkpoints(w.target),
     output:
-        "results/metrics/transfer/dataset={dataset}/source={source}/target={target}/fgsm.parquet",
+        PATHS["transfer"],
     log:
         "logs/transfer/{dataset}/{source}--{target}.log",
     benchmark:
@@ -15,13 +15,11 @@ rule transfer:
         mem_mb=4000,
         runtime=30,
     params:
-        source_model=lambda w: model_json(*split_run_id(w.source)),
-        source_regime=lambda w: regime_json(split_run_id(w.source)[1]),
-        target_model=lambda w: model_json(*split_run_id(w.target)),
-        target_regime=lambda w: regime_json(split_run_id(w.target)[1]),
-        job=lambda w: attack_job_json(
-            w.dataset, {**config["attack"], "eps": config["transfer"]["eps"]}
-        ),
+        source_model=lambda w: PLAN.run_model_json(w.source),
+        source_regime=lambda w: PLAN.run_regime_json(w.source),
+        target_model=lambda w: PLAN.run_model_json(w.target),
+        target_regime=lambda w: PLAN.run_regime_json(w.target),
+        job=lambda w: PLAN.transfer_job_json(w.dataset),
         seeds=SEED_ARGS,
     run:
         run_advbench(
