@@ -37,6 +37,15 @@ class RegimeKind(StrEnum):
     FGSM = "fgsm"
     NOISE_SIGN = "noise_sign"
     NOISE_UNIFORM = "noise_uniform"
+    WORST_CASE = "worst_case"
+
+
+class Perturb(StrEnum):
+    """Where the training-time FGSM perturbation goes: the input, or a maxout MLP's hidden layer."""
+
+    INPUT = "input"
+    HIDDEN1 = "hidden1"
+    HIDDEN2 = "hidden2"
 
 
 class SelectOn(StrEnum):
@@ -127,8 +136,10 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RegimeSpec:
-    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, or its
-    noise controls (``noise_sign``, ``noise_uniform``); optionally plus L1 weight decay on the first layer."""
+    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, its
+    noise controls (``noise_sign``, ``noise_uniform``), or §5's closed form of the adversarial term for a
+    linear model (``worst_case``, optionally ``pairwise``); optionally plus L1 weight decay on the first
+    layer."""
 
     name: str
     kind: RegimeKind
@@ -137,9 +148,17 @@ class RegimeSpec:
     clip: bool = _REGIME["clip"]
     grad_in_train_mode: bool = _REGIME["grad_in_train_mode"]
     l1_first_layer: float = _REGIME["l1_first_layer"]
+    pairwise: bool = _REGIME["pairwise"]
+    perturb: Perturb = _REGIME["perturb"]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RegimeKind(self.kind))
+        object.__setattr__(self, "perturb", Perturb(self.perturb))
+
+    @property
+    def hidden_layer(self) -> int:
+        """The hidden layer (1, 2) that training-time FGSM perturbs; 0: the input."""
+        return 0 if self.perturb == Perturb.INPUT else int(self.perturb.removeprefix("hidden"))
 
 
 def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:

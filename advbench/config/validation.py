@@ -169,7 +169,48 @@ def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         seen[rid] = run
         _check_overrides(config, run, i)
         _check_clipping(config, rid, i)
+        _check_worst_case(config, run, i)
+        _check_perturb(config, run, i)
     return seen
+
+
+def _check_perturb(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
+    """A hidden layer to perturb (``perturb: hiddenK``) needs FGSM training and a maxout MLP that has it."""
+    name, regime = run["regime"], config["regimes"][run["regime"]]
+    if regime["perturb"] == "input":
+        return
+    if regime["kind"] != "fgsm" or regime["clip"]:
+        raise ConfigError(
+            f"regimes.{name}.perturb: {regime['perturb']!r} needs kind fgsm and clip: false "
+            "(hidden activations have no [0, 1] box)"
+        )
+    model = config["models"][run["model"]]
+    layer = int(regime["perturb"].removeprefix("hidden"))
+    if model["arch"] != "maxout" or model["hidden_layers"] < layer:
+        raise ConfigError(
+            f"runs[{i}]: regime {name!r} perturbs hidden layer {layer}; model {run['model']!r} "
+            f"(arch {model['arch']!r}) is not a maxout MLP with {layer} hidden layers"
+        )
+
+
+LINEAR_ARCHS = ("softmax", "logistic")
+
+
+def _check_worst_case(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
+    """The closed-form objective (``worst_case``) exists only for a model linear in its input."""
+    regime = config["regimes"][run["regime"]]
+    if regime["kind"] != "worst_case":
+        return
+    if regime["clip"]:
+        raise ConfigError(
+            f"regimes.{run['regime']}.clip: the closed-form objective has no clipped form; set clip: false"
+        )
+    arch = config["models"][run["model"]]["arch"]
+    if arch not in LINEAR_ARCHS:
+        raise ConfigError(
+            f"runs[{i}]: regime {run['regime']!r} (kind worst_case) needs a linear model "
+            f"(arch {' or '.join(LINEAR_ARCHS)}); model {run['model']!r} has arch {arch!r}"
+        )
 
 
 def _check_clipping(config: dict[str, Any], run: str, i: int) -> None:

@@ -90,6 +90,12 @@ class MaxoutMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
+    def split(self, layer: int) -> tuple[nn.Module, nn.Module]:
+        """The network below and above the output of hidden layer ``layer`` (1-based): ``forward(x)`` is
+        ``above(below(x.flatten(1)))``, each with its own dropout (every hidden layer is a dropout and a
+        maxout, so the cut falls after the layer's maxout)."""
+        return self.net[: 2 * layer], self.net[2 * layer :]
+
 
 class SoftmaxRegression(nn.Module):
     """The paper's shallow softmax regression: one linear layer to 10 logits."""
@@ -101,6 +107,10 @@ class SoftmaxRegression(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
+
+    def logit_weight(self) -> torch.Tensor:
+        """The (classes, inputs) matrix W of the logits ``W x + b``."""
+        return self.linear.weight
 
 
 class LogisticRegression(nn.Module):
@@ -119,6 +129,11 @@ class LogisticRegression(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x)
         return torch.cat([torch.zeros_like(z), z], dim=1)
+
+    def logit_weight(self) -> torch.Tensor:
+        """The (2, inputs) matrix of the logits ``[0, w.x + b]``: a zero row, then w."""
+        w = self.linear.weight
+        return torch.cat([torch.zeros_like(w), w])
 
 
 class RBFNetwork(nn.Module):
@@ -323,3 +338,10 @@ def apply_max_col_norm(model: nn.Module, max_norm: float | None) -> None:
     for layer in linear_layers(model):
         norms = layer.weight.norm(dim=1, keepdim=True)
         layer.weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
+
+
+def logit_weight(model: nn.Module) -> torch.Tensor:
+    """The (classes, inputs) matrix W of the logits ``W x + b`` of softmax or logistic regression."""
+    if not isinstance(model, SoftmaxRegression | LogisticRegression):
+        raise TypeError(f"{type(model).__name__} is not linear in its input: it has no logit weight matrix")
+    return model.logit_weight()

@@ -74,10 +74,27 @@ EPS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("maxout-clean", "maxout-adversarial", "maxout1600-clean", "maxout1600-adversarial"),
     ),
     (
+        "where to perturb: the input or a hidden layer (§6)",
+        ("maxout-clean", "maxout-adversarial", "maxout-adversarial_hidden1", "maxout-adversarial_hidden2"),
+    ),
+    (
         "noise and L1 controls (§5, §6)",
         ("maxout-clean", "maxout-noise_sign", "maxout-noise_uniform", "maxout-l1_large", "maxout-l1_small"),
     ),
-    ("linear models (§4, §5)", ("softmax-clean", "logistic37-clean")),
+    (
+        "softmax regression: FGSM training, its closed-form bounds, L1 (§4, §5)",
+        (
+            "softmax-clean",
+            "softmax-adversarial",
+            "softmax-worst_case",
+            "softmax-worst_case_pairwise",
+            "softmax-l1_matched",
+        ),
+    ),
+    (
+        "logistic regression 3 vs 7: FGSM training and its closed form (§5)",
+        ("logistic37-clean", "logistic37-adversarial", "logistic37-worst_case"),
+    ),
     ("RBF and independent sigmoid outputs (§7, App. A)", ("rbf-clean", "maxout_sigmoid-clean")),
 )
 

@@ -23,10 +23,12 @@ from advbench.attacks import fgsm
 from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
 from advbench.evaluation.scores import fgsm_scores
 from advbench.models.architectures import (
+    MaxoutMLP,
     apply_max_col_norm,
     apply_max_kernel_norm,
     build,
     linear_layers,
+    logit_weight,
     lr_scales,
 )
 from advbench.models.heads import train_loss
@@ -92,6 +94,10 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
         return clean.detach()
     if regime.kind in NOISE_KINDS:
         return noise_objective(model, x, y, regime)
+    if regime.kind == RegimeKind.WORST_CASE:
+        return worst_case_objective(model, x, y, regime)
+    if regime.hidden_layer:
+        return hidden_fgsm_objective(model, x, y, regime)
     if regime.grad_in_train_mode:
         x_in = x.detach().clone().requires_grad_(True)
         clean = train_loss(model, model(x_in), y, "none")
@@ -133,9 +139,64 @@ def noise_objective(
     else:
         clean = train_loss(model, model(x), y, "none")
         noisy = train_loss(model, model(x_noisy), y, "none")
-    mixed = regime.alpha * clean + (1 - regime.alpha) * noisy
+    return backward_mixture(clean, noisy, regime.alpha)
+
+
+def backward_mixture(clean: torch.Tensor, other: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Backpropagate the mean of ``alpha * clean + (1 - alpha) * other``; return its per-example values."""
+    mixed = alpha * clean + (1 - alpha) * other
     mixed.mean().backward()
     return mixed.detach()
+
+
+def hidden_fgsm_objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec
+) -> torch.Tensor:
+    """FGSM adversarial training with the perturbation on a hidden layer's activations h (§6):
+    ``alpha J(h) + (1 - alpha) J(h + eps sign(grad_h J))``, backpropagated into every layer.
+
+    The layers below h run once, so both terms share their dropout masks; the layers above run twice, each
+    with masks of its own, as the input version's two passes do. No gradient flows through the sign.
+    """
+    if not isinstance(model, MaxoutMLP):
+        raise TypeError(f"perturb {regime.perturb!r} needs a maxout MLP, not {type(model).__name__}")
+    below, above = model.split(regime.hidden_layer)
+    h = below(x.flatten(1))
+    clean = train_loss(model, above(h), y, "none")
+    (grad,) = torch.autograd.grad(clean.mean(), h, retain_graph=True)
+    adv = train_loss(model, above(h + regime.eps * grad.sign()), y, "none")
+    return backward_mixture(clean, adv, regime.alpha)
+
+
+def worst_case_logits(
+    model: nn.Module, logits: torch.Tensor, y: torch.Tensor, regime: RegimeSpec
+) -> torch.Tensor:
+    """§5's logits under the worst L-inf perturbation of size eps, in closed form for a linear model.
+
+    For logits ``W x + b``, a perturbation ``eta`` with ``|eta|_inf <= eps`` moves logit k by ``w_k . eta``,
+    at most ``eps |w_k|_1``. The paper's bound moves every wrong logit up and the true one down by that much
+    at once (no single ``eta`` need do both: it is pessimistic); ``pairwise`` takes the exact worst case
+    against each wrong class k alone, ``eps |w_k - w_y|_1`` on the margin. For logistic regression
+    (logits ``[0, w.x + b]``) both equal FGSM's effect exactly: ``z - eps * y * |w|_1``.
+    """
+    weight = logit_weight(model)
+    if regime.pairwise:
+        # gap[j, k] = |w_k - w_j|_1: row y says how far each logit can rise against the true class y
+        gap = (weight[None, :, :] - weight[:, None, :]).abs().sum(-1)
+        return logits + regime.eps * gap[y]
+    norms = weight.abs().sum(1)
+    true = torch.nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return logits + regime.eps * norms * (1 - 2 * true)
+
+
+def worst_case_objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec
+) -> torch.Tensor:
+    """``alpha J(x) + (1 - alpha) J_worst(x)`` with :func:`worst_case_logits`, backpropagated."""
+    logits = model(x)
+    clean = train_loss(model, logits, y, "none")
+    worst = train_loss(model, worst_case_logits(model, logits, y, regime), y, "none")
+    return backward_mixture(clean, worst, regime.alpha)
 
 
 def has_batch_norm(model: nn.Module) -> bool:

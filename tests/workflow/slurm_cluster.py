@@ -4,9 +4,10 @@
 writes a fresh munge key and a minimal ``slurm.conf`` (this machine's CPUs and memory from ``slurmd -C``,
 partitions ``cpu`` and ``gpu`` as the Slurm profile names them, one fake GPU so that ``--gpus=1`` is
 accepted), starts the three daemons on free ports and waits until ``sinfo`` shows the node idle. No accounting
-daemon: job states come from ``squeue`` (``MinJobAge`` keeps finished jobs there for 10 minutes). Processes
-are tracked by ``proctrack/linuxproc`` and tasks are not confined (no cgroups: they are not available in every
-container). ``SlurmCluster.stop()`` cancels what is left and stops the daemons.
+daemon: job states come from ``squeue`` (``MinJobAge`` keeps finished jobs there for two hours, longer than
+the whole smoke preset takes through the profile). Processes are tracked by ``proctrack/linuxproc`` and tasks
+are not confined (no cgroups: they are not available in every container). ``SlurmCluster.stop()`` cancels
+what is left and stops the daemons.
 
 Clients find the cluster through ``SLURM_CONF`` (``SlurmCluster.env``). The Slurm executor plugin's job step
 (snakemake-executor-plugin-slurm-jobstep 0.6) drops every ``SLURM_*`` variable but a few before its inner
@@ -165,7 +166,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=7200
 KillWait=5
 InactiveLimit=0
 SchedulerParameters=sched_interval=5

@@ -8,7 +8,8 @@ compared with the local smoke run (conftest.smoke_run).
 - One allocation (``sbatch workflow/slurm/ray-cluster.sbatch``): a Ray head inside the allocation with token
   auth, every Ray port on 127.0.0.1, and the whole smoke preset run against it.
 - Faults: a training job cancelled with scancel part-way, then timed out, is submitted again by Snakemake
-  (``retries``) and resumes from its saved epochs to the same checkpoints and curves.
+  (``retries``); a job requeued by Slurm itself (``--slurm-requeue``, ``scontrol requeue``) runs again
+  under its job id. Either resumes from its saved epochs to the same checkpoints and curves.
 
 The profile is used as shipped; the command line adds what fits this machine: ``--cores`` (this node's CPUs,
 capping the profile's set-threads as its ``cores: 16`` does), ``--slurm-status-command squeue`` (there is no
@@ -393,6 +394,46 @@ def test_cancelled_and_timed_out_job_resumes_to_the_same_result(slurm, smoke_run
     assert saved and max(saved.values()) >= 1
     resumed = re.findall(r"seed (\d+): resuming after stage (\d) epoch (\d+)", log.read_text())
     assert len(resumed) >= 2, log.read_text()[-3000:]  # both reruns took a seed up from its state
+    assert_same_results(work, smoke_run, [FAULT_CURVES])
+    for seed in (0, 1):
+        rel = f"results/models/{FAULT_RUN}/seed={seed}.safetensors"
+        ours, theirs = load_file(work / rel), load_file(smoke_run / rel)
+        assert ours.keys() == theirs.keys() and all(ours[k].equal(theirs[k]) for k in ours), rel
+
+
+def test_requeued_job_resumes_under_its_own_job_id(slurm, smoke_run, tmp_path):
+    """Slurm's own requeue (a node failure or preemption on a real cluster): the adversarial maxout's
+    training job, submitted with ``--slurm-requeue`` and no Snakemake retries, is requeued with
+    ``scontrol requeue`` after its first saved epoch. Slurm runs it again under the same job id, the plugin
+    keeps tracking it, and it resumes from the saved epochs to the uninterrupted run's checkpoints."""
+    work = smoke_copy(tmp_path)
+    log = work / "logs/train/mnist/maxout-adversarial.log"
+    out_path = tmp_path / "snakemake.out"
+    cmd = profile_cmd(slurm, "--slurm-requeue", "--retries", "0", FAULT_CURVES)
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=work, env=tool_env(slurm), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            run = _wait(
+                lambda: (m := re.search(r"SLURM run ID: (\S+)", out_path.read_text())) and m.group(1),
+                120,
+                "the run id",
+                proc,
+            )
+            job = _wait(lambda: _job_of(slurm, run), 300, "the train job", proc)
+            _wait(lambda: any(not s["finished"] for s in _states(work).values()), 300, "a saved epoch", proc)
+            slurm.run("scontrol", "requeue", job["id"])
+            proc.wait(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out_path.read_text()
+    assert proc.returncode == 0, text[-5000:]
+    jobs = [j for j in slurm.jobs() if j["name"] == run and comment_rule(j["comment"]) == "train"]
+    assert [(j["id"], j["state"]) for j in jobs] == [(job["id"], "COMPLETED")], jobs
+    info = slurm.run("scontrol", "show", "job", job["id"]).stdout
+    assert "Requeue=1" in info and re.search(r"Restarts=[1-9]", info), info  # sbatch --requeue, requeued
+    resumed = re.findall(r"seed (\d+): resuming after stage (\d) epoch (\d+)", log.read_text())
+    assert resumed, log.read_text()[-3000:]
     assert_same_results(work, smoke_run, [FAULT_CURVES])
     for seed in (0, 1):
         rel = f"results/models/{FAULT_RUN}/seed={seed}.safetensors"

@@ -26,7 +26,11 @@ MNIST_FIGURES = {
 def test_paper_table_rows_and_values(smoke_run):
     table = pd.read_csv(smoke_run / "results/tables/paper_comparison.csv")
     assert list(table.columns) == COLUMNS
-    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)}  # every figure of the paper has a row
+    # every figure of the paper has a row; S5, S6: §5's linear objectives and §6's hidden-layer perturbation
+    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)} | {"S5", "S6"}
+    sections = table[table["id"].isin(["S5", "S6"])]
+    assert len(sections) == 14 and (sections["n_seeds"] == 2).all(), sections
+    assert sections["paper"].isna().all() and sections["verdict"].isin(["direction holds", "differs"]).all()
     mnist = table[table["id"].isin(MNIST_FIGURES) & ~table["experiment"].str.contains("CIFAR")]
     assert (mnist["n_seeds"] == 2).all(), mnist[mnist["n_seeds"] != 2]
     assert set(mnist["verdict"]) <= {"matches", "direction holds", "differs", "shown in figure", "undefined"}

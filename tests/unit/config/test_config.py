@@ -82,7 +82,7 @@ def test_unknown_references_are_rejected(config):
     with pytest.raises(ConfigError, match=rf"runs\[{index}\]\.regime: unknown regime 'noise'"):
         validate_config(bad)
     bad = copy.deepcopy(config)
-    bad["transfer"]["pairs"] = [{"source": "maxout-clean", "target": "softmax-adversarial"}]
+    bad["transfer"]["pairs"] = [{"source": "maxout-clean", "target": "rbf-adversarial"}]
     with pytest.raises(ConfigError, match=r"transfer\.pairs\[0\]\.target"):
         validate_config(bad)
     bad = copy.deepcopy(config)
@@ -239,13 +239,14 @@ def test_spec_defaults_are_the_schemas():
 
 def test_the_closed_sets_are_the_schemas_enums():
     from advbench.config.schema import load_schema
-    from advbench.config.specs import Arch, Head, LabelSource, RegimeKind, SelectOn
+    from advbench.config.specs import Arch, Head, LabelSource, Perturb, RegimeKind, SelectOn
 
     schema = load_schema()
     enums = {
         Arch: schema["definitions"]["model"]["properties"]["arch"],
         Head: schema["definitions"]["model"]["properties"]["output"],
         RegimeKind: schema["definitions"]["regime"]["properties"]["kind"],
+        Perturb: schema["definitions"]["regime"]["properties"]["perturb"],
         SelectOn: schema["definitions"]["train"]["properties"]["select_on"],
         LabelSource: schema["properties"]["attack"]["properties"]["label_source"],
     }

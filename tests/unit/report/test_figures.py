@@ -27,9 +27,9 @@ def test_eps_curves_are_small_multiples_of_the_papers_comparisons():
     runs = (("softmax", "clean"), ("maxout", "clean"), ("maxout", "adversarial"), ("mystery", "clean"))
     fig = charts.eps_curves(attack_df(runs))
     axes = fig.axes
-    assert len(axes) == 6  # three rows (naive vs adversarial, linear models, other models) x two metrics
+    assert len(axes) == 6  # three rows (naive vs adversarial, softmax regression, other models) x two metrics
     titles = [ax.get_title() for ax in axes[::2]]
-    assert titles[0].startswith("naive vs adversarially") and titles[1].startswith("linear models")
+    assert titles[0].startswith("naive vs adversarially") and titles[1].startswith("softmax regression")
     assert titles[2] == "other models"
     assert all("ε" in ax.get_xlabel() for ax in axes[4:]) and not axes[0].get_xlabel()
     assert {ax.get_ylabel() for ax in axes} == {"FGSM error (%)", "mean confidence on mistakes (%)"}
