@@ -10,7 +10,7 @@ from typing import Any
 
 from advbench.config.runs import run_attack, run_dataset, run_id, run_model_entry
 from advbench.config.schema import SCHEMA_PATH, load_schema
-from advbench.config.specs import ConfigError
+from advbench.config.specs import Arch, ConfigError, regime_spec
 from advbench.data.registry import DATASETS, dataset_info
 
 
@@ -185,15 +185,15 @@ def _check_perturb(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
             "(hidden activations have no [0, 1] box)"
         )
     model = config["models"][run["model"]]
-    layer = int(regime["perturb"].removeprefix("hidden"))
-    if model["arch"] != "maxout" or model["hidden_layers"] < layer:
+    layer = regime_spec(name, regime).hidden_layer
+    if model["arch"] != Arch.MAXOUT or model["hidden_layers"] < layer:
         raise ConfigError(
             f"runs[{i}]: regime {name!r} perturbs hidden layer {layer}; model {run['model']!r} "
             f"(arch {model['arch']!r}) is not a maxout MLP with {layer} hidden layers"
         )
 
 
-LINEAR_ARCHS = ("softmax", "logistic")
+LINEAR_ARCHS = (Arch.SOFTMAX, Arch.LOGISTIC)
 
 
 def _check_worst_case(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
@@ -209,7 +209,7 @@ def _check_worst_case(config: dict[str, Any], run: dict[str, Any], i: int) -> No
     if arch not in LINEAR_ARCHS:
         raise ConfigError(
             f"runs[{i}]: regime {run['regime']!r} (kind worst_case) needs a linear model "
-            f"(arch {' or '.join(LINEAR_ARCHS)}); model {run['model']!r} has arch {arch!r}"
+            f"(arch {' or '.join(LINEAR_ARCHS)}); model {run['model']!r} has arch {str(arch)!r}"
         )
 
 

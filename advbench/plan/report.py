@@ -28,7 +28,8 @@ def budgets(config: dict[str, Any]) -> list[str]:
 
 def tables(config: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """Every table of the report: name -> (category, runs shown)."""
-    return TABLES | dict([BUDGETS_TABLE]) if budgets(config) else dict(TABLES)
+    name, entry = BUDGETS_TABLE
+    return {**TABLES, name: entry} if budgets(config) else dict(TABLES)
 
 
 class TableFile(NamedTuple):
