@@ -103,3 +103,62 @@ def fgsm_from_direction(x: torch.Tensor, direction: torch.Tensor, eps: float, cl
     """FGSM examples for many eps from one precomputed ``sign(grad)``: the gradient does not depend on eps."""
     x_adv = x + eps * direction
     return x_adv.clamp(0.0, 1.0) if clip else x_adv
+
+
+def rotate(x: torch.Tensor, angle: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Flat images of ``shape`` (channels, height, width) rotated about their centre by ``angle`` (radians,
+    one per image), bilinear, zero outside the image; differentiable in ``angle``.
+
+    Written with gathers rather than ``F.grid_sample``: the gradient reaches the angle through the
+    interpolation weights only, and no op here lacks a deterministic CUDA backward (``grid_sample``'s raises
+    under deterministic algorithms, which every advbench task asks for).
+    """
+    c, h, w = shape
+    n = x.shape[0]
+    images = x.reshape(n, c, h * w)
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=x.dtype, device=x.device),
+        torch.arange(w, dtype=x.dtype, device=x.device),
+        indexing="ij",
+    )
+    u, v = cols.reshape(1, -1) - (w - 1) / 2, rows.reshape(1, -1) - (h - 1) / 2
+    cos, sin = angle.cos()[:, None], angle.sin()[:, None]
+    # each output pixel takes the input at its position rotated back by the angle
+    src_u, src_v = cos * u + sin * v + (w - 1) / 2, -sin * u + cos * v + (h - 1) / 2
+    u0, v0 = src_u.detach().floor(), src_v.detach().floor()
+    du, dv = src_u - u0, src_v - v0
+    out = torch.zeros_like(images)
+    for ou, ov, weight in (
+        (0, 0, (1 - du) * (1 - dv)),
+        (1, 0, du * (1 - dv)),
+        (0, 1, (1 - du) * dv),
+        (1, 1, du * dv),
+    ):
+        uu, vv = u0 + ou, v0 + ov
+        inside = (uu >= 0) & (uu <= w - 1) & (vv >= 0) & (vv <= h - 1)
+        index = (vv.clamp(0, h - 1) * w + uu.clamp(0, w - 1)).long()
+        values = images.gather(2, index[:, None, :].expand(n, c, h * w))
+        out = out + values * (weight * inside)[:, None, :]
+    return out.reshape(n, -1)
+
+
+def rotation_direction(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, shape: tuple[int, int, int], side: float = 1e-3
+) -> torch.Tensor:
+    """Per image, the sign of the loss's derivative with respect to a rotation angle at 0 (§4: rotating x by
+    a small angle in the direction of the gradient): +1, -1, or 0 where the derivative vanishes.
+
+    At angle 0 every output pixel sits on a kink of the bilinear interpolation, so autograd's derivative
+    there is one-sided. The derivative used is the mean of the two one-sided ones, taken by autograd at
+    ``+side`` and ``-side`` radians (inside the first interpolation cell of every pixel of an image up to
+    ~500 pixels across): the sign that decides which of two small opposite rotations raises the loss more.
+    """
+    n = len(x)
+    angle = torch.full((2 * n,), side, dtype=x.dtype, device=x.device)
+    angle[n:] = -side
+    angle.requires_grad_(True)
+    both = x.detach().repeat(2, 1)
+    with attack_mode(model), torch.enable_grad():
+        loss = attack_loss(model, model(rotate(both, angle, shape)), y.repeat(2), "sum")
+        (grad,) = torch.autograd.grad(loss, angle)
+    return (grad[:n] + grad[n:]).sign()

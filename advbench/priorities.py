@@ -15,7 +15,7 @@ from advbench.config.specs import Arch, ModelSpec, regime_spec
 from advbench.data.registry import dataset_info
 
 N_CLASSES = 10
-IMAGE_MODEL_MACS = 1e9  # conv maxout and GoogLeNet: far above every MLP, exact rank not needed
+IMAGE_MODEL_MACS = 1e9  # conv nets: far above every MLP, exact rank not needed
 FULL_TRAIN = 50_000  # examples per epoch without ``n_train`` (MNIST; CIFAR-10's 40k ranks the same)
 COST_FACTOR = {"clean": 1.0}  # every other objective takes two passes per step (FGSM, noise)
 
@@ -26,7 +26,7 @@ def forward_macs(spec: ModelSpec) -> float:
     if spec.arch == Arch.MAXOUT:
         width = spec.units * spec.pieces
         return n_in * width + (spec.hidden_layers - 1) * spec.units * width + spec.units * N_CLASSES
-    if spec.arch in (Arch.CONV_MAXOUT, Arch.GOOGLENET):
+    if spec.arch in (Arch.CONV_MAXOUT, Arch.GOOGLENET, Arch.LENET):
         return IMAGE_MODEL_MACS
     return n_in * N_CLASSES
 

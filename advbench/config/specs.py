@@ -23,6 +23,7 @@ class Arch(StrEnum):
     RBF = "rbf"
     CONV_MAXOUT = "conv_maxout"
     GOOGLENET = "googlenet"
+    LENET = "lenet"
 
 
 class Head(StrEnum):

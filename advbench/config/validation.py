@@ -247,6 +247,16 @@ def _check_evaluations(config: dict[str, Any], runs: dict[str, dict], single: li
         _check_ref(config["sweep"]["run"], single, "sweep.run")
     for i, run in enumerate((config.get("rubbish") or {}).get("runs", [])):
         _check_ref(run, single, f"rubbish.runs[{i}]")
+    rotation = (config.get("rotation") or {}).get("runs", [])
+    for i, run in enumerate(rotation):
+        _check_ref(run, single, f"rotation.runs[{i}]")
+        dataset = run_dataset(config, run)
+        if not dataset_info(dataset).pixel_space:
+            raise ConfigError(
+                f"rotation.runs[{i}]: {run!r} sees {dataset} in a whitened space, not as images to rotate"
+            )
+    if rotation:
+        _check_same_dataset(config, rotation, "rotation")
     grouped = sorted(r for r, e in runs.items() if e.get("members", 1) > 1)
     if len(grouped) > 1:
         raise ConfigError(f"runs: at most one run may have members > 1 (an ensemble); found {grouped}")

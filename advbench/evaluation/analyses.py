@@ -1,12 +1,17 @@
 """The paper's analyses beyond error rates: cross-model agreement (§8), logits along the FGSM direction
-(§8, Fig. 4) and rubbish-class noise inputs (App. A). Pure functions of models and tensors."""
+(§8, Fig. 4), rubbish-class noise inputs (App. A) and rotations in the gradient's direction (§4). Pure
+functions of models and tensors."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from advbench.attacks import attack_mode, fgsm, input_gradient
+from advbench.attacks import attack_mode, fgsm, input_gradient, rotate, rotation_direction
+from advbench.evaluation.scores import Tally
 from advbench.models.heads import probabilities
 
 
@@ -82,3 +87,52 @@ def rubbish(
         for c, k in enumerate(counts.tolist())
     ]
     return summary, classes
+
+
+def rotation(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shape: tuple[int, int, int],
+    angles: Sequence[float],
+    batch_size: int,
+    generator: torch.Generator,
+) -> list[dict]:
+    """§4's rotation attack at every angle (degrees): each image rotated by the angle in the direction that
+    raises its loss (:func:`~advbench.attacks.rotation_direction`), against two references of the same
+    size: the same rotation in a random direction (``random_``), and FGSM scaled per image to the rotation's
+    L2 distance (``fgsm_``; unclipped FGSM moves every pixel whose gradient is nonzero by eps, so its L2
+    size is eps times the square root of their number)."""
+    cells = {(a, kind): Tally() for a in angles for kind in ("", "random_", "fgsm_")}
+    l2_sum = {a: 0.0 for a in angles}
+    eps_sum = {a: 0.0 for a in angles}
+    with attack_mode(model):
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            toward = rotation_direction(model, xb, yb, shape)
+            random = torch.randint(0, 2, (len(xb),), generator=generator).to(xb) * 2 - 1
+            fgsm_sign = input_gradient(model, xb, yb).sign()
+            nonzero = fgsm_sign.abs().sum(dim=1).clamp_min(1.0)
+            with torch.inference_mode():
+                for a in angles:
+                    radians = math.radians(a)
+                    x_rot = rotate(xb, toward * radians, shape)
+                    l2 = (x_rot - xb).norm(dim=1)
+                    eps = l2 / nonzero.sqrt()
+                    examples = {
+                        "": x_rot,
+                        "random_": rotate(xb, random * radians, shape),
+                        "fgsm_": xb + eps[:, None] * fgsm_sign,
+                    }
+                    for kind, x_adv in examples.items():
+                        change = float((x_adv - xb).abs().max()) if len(xb) else 0.0
+                        cells[(a, kind)].add(probabilities(model, model(x_adv)), yb, change)
+                    l2_sum[a] += float(l2.double().sum())
+                    eps_sum[a] += float(eps.double().sum())
+    rows = []
+    for a in angles:
+        row = {"angle": float(a), "mean_l2": l2_sum[a] / len(x), "fgsm_mean_eps": eps_sum[a] / len(x)}
+        for kind in ("", "random_", "fgsm_"):
+            tally = cells[(a, kind)].row()
+            row |= {f"{kind}{k}": tally[k] for k in ("n_wrong", "error", "mean_conf_wrong")}
+        rows.append(row | {"n": cells[(a, "")].n})
+    return rows

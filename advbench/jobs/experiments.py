@@ -1,5 +1,6 @@
 """Jobs of the paper's other experiments: cross-model agreement (F15-F17), the logit sweep (F18), the
-ensemble attack (F20) and rubbish-class noise (F21-F25). One Ray task per seed, one results file per job.
+ensemble attack (F20), rubbish-class noise (F21-F25) and §4's rotation attack. One Ray task per seed, one
+results file per job.
 
 Each job arrives as one JSON object: ``dataset``, ``subset``, ``runs`` (run id -> model spec, regime spec and
 one checkpoint per seed, or per seed a list of member checkpoints) and the experiment's own settings.
@@ -142,12 +143,37 @@ def rubbish_task(
     return _result(rows, device, classes=classes)
 
 
+def rotation_task(
+    data: dict,
+    runs: dict,
+    dataset: str,
+    seed: int,
+    angles: Sequence[float],
+    batch_size: int,
+    settings: RaySettings,
+) -> dict:
+    """§4 for one seed: every run's test set rotated toward a higher loss, in a random direction, and FGSM
+    of the same L2 size (the random directions are the same for every model of a dataset and seed)."""
+    init_task(settings.num_cpus_per_task)
+    device = task_device(settings.num_gpus_per_task)
+    rows = []
+    for trained in runs.values():
+        model = load_model(trained, device)
+        x, y = test_tensors(data, trained.spec, device)
+        gen = torch.Generator().manual_seed(task_seed(dataset, "rotation", seed))
+        shape = dataset_info(trained.spec.dataset).shape
+        keys = {"dataset": dataset, "seed": seed, "model": trained.spec.name, "regime": trained.regime.name}
+        rows += [keys | r for r in analyses.rotation(model, x, y, shape, angles, batch_size, gen)]
+    return _result(rows, device)
+
+
 # experiment -> its task function and the job keys it takes
 TASKS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
     "agreement": (agreement_task, ("source", "eps", "batch_size")),
     "sweep": (sweep_task, ("label", "eps_max", "steps")),
     "ensemble": (ensemble_task, ("eps", "batch_size")),
     "rubbish": (rubbish_task, ("n", "n_by_dataset", "threshold", "batch_size")),
+    "rotation": (rotation_task, ("angles", "batch_size")),
 }
 
 

@@ -1,6 +1,7 @@
 """Model registry: the paper's shallow softmax and logistic regressions, its maxout MLP (pylearn2
 ``mnist_pi.yaml``), the shallow RBF network of §7, the conv maxout net of §4 (pylearn2
-``cifar10_no_aug.yaml``), torchvision's GoogLeNet (Fig. 1's idea), and ensembles of trained models.
+``cifar10_no_aug.yaml``), torchvision's GoogLeNet (Fig. 1's idea), the LeNet-style CNN of PyTorch's FGSM
+tutorial, and ensembles of trained models.
 
 Inputs are flat vectors of the model's dataset (:mod:`advbench.data.inputs`: pixels in [0, 1], or CIFAR-10's
 whitened space); image models reshape them to (channels, height, width) inside. Every model returns logits;
@@ -265,6 +266,36 @@ class GoogLeNet(nn.Module):
         return self.net(x)
 
 
+class LeNet(nn.Module):
+    """The small CNN of PyTorch's FGSM tutorial (the ``Net`` of pytorch/examples' MNIST at the time): conv
+    5x5 to 10 maps, 2x2 max pool, ReLU; conv 5x5 to 20 maps, channel dropout, 2x2 max pool, ReLU; 320 -> 50
+    ReLU, dropout .5; 50 -> 10. torch's default initialization, as the tutorial's model was trained."""
+
+    pylearn2_init = False
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.shape = dataset_info(spec.dataset).shape
+        self.features = nn.Sequential(
+            nn.Conv2d(self.shape[0], 10, kernel_size=5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, kernel_size=5),
+            nn.Dropout2d(0.5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+        )
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, *self.shape)).numel()
+        self.classifier = nn.Sequential(
+            nn.Linear(n_flat, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, n_outputs(spec))
+        )
+        self.head = spec.output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x.view(-1, *self.shape)).flatten(1))
+
+
 class Ensemble(nn.Module):
     """Members' softmax probabilities averaged (§9); returns the log of the average, so the softmax of the
     output is the ensemble's probability and cross-entropy is ``-log`` of it."""
@@ -285,6 +316,7 @@ REGISTRY: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "rbf": RBFNetwork,
     "conv_maxout": ConvMaxout,
     "googlenet": GoogLeNet,
+    "lenet": LeNet,
 }
 
 

@@ -91,6 +91,8 @@ def figures(plan: Plan) -> dict[str, tuple[str, str, str]]:
         out["logits_vs_eps"] = (CAT["sweep"], cfg["sweep"]["run"])
     if cfg["rubbish"]:
         out["rubbish_histogram"] = (CAT["rubbish"], runs_text(plan.rubbish_runs()))
+    if cfg["rotation"]:
+        out["error_vs_angle"] = (CAT["rotation"], runs_text(plan.rotation_runs()))
     entries = {name: (*entry, name) for name, entry in out.items()}
     for name, (panel, _, runs) in image_figures(plan).items():
         stem, category = IMAGE_PANELS[panel]

@@ -45,6 +45,7 @@ PATHS: dict[str, str] = {
     "ensemble": "results/metrics/ensemble/dataset={dataset}/run={run}/ensemble.parquet",
     "rubbish": "results/metrics/rubbish/rubbish.parquet",
     "rubbish_classes": "results/metrics/rubbish/rubbish_classes.parquet",
+    "rotation": "results/metrics/rotation/dataset={dataset}/rotation.parquet",
     "panel": f"{PANELS_DIR}/{{kind}}.parquet",
     "table": f"{TABLES_DIR}/{{name}}.{{ext}}",
     "figure": f"{FIGURES_DIR}/{{name}}.{{ext}}",
@@ -134,6 +135,9 @@ class Plan:
     def rubbish_runs(self) -> list[str]:
         return self.config["rubbish"]["runs"] if self.config["rubbish"] else []
 
+    def rotation_runs(self) -> list[str]:
+        return self.config["rotation"]["runs"] if self.config["rotation"] else []
+
     # -- paths
     def data(self, dataset: str) -> str:
         return path("data", dataset=dataset)
@@ -190,6 +194,8 @@ class Plan:
                 out.append(path(name, dataset=self.dataset_of(run), run=run))
         if cfg["rubbish"]:
             out += [PATHS["rubbish"], PATHS["rubbish_classes"]]
+        if cfg["rotation"]:
+            out.append(path("rotation", dataset=self.dataset_of(cfg["rotation"]["runs"][0])))
         return out
 
     def all_results(self) -> list[str]:

@@ -96,19 +96,37 @@ EPS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("logistic37-clean", "logistic37-adversarial", "logistic37-worst_case"),
     ),
     ("RBF and independent sigmoid outputs (§7, App. A)", ("rbf-clean", "maxout_sigmoid-clean")),
+    (
+        "deep nets, naive vs adversarially trained (✕: PyTorch's FGSM tutorial, clipped)",
+        ("lenet-clean", "lenet-adversarial", "googlenet-clean", "googlenet-adversarial"),
+    ),
 )
 
 
-def paper_points(column: str) -> dict[tuple[str, str, float], float]:
-    """The paper's values of an attack-table ``column`` (unclipped), by (model, regime, eps)."""
+def paper_points(
+    column: str, source: str = "paper", clipped: bool = False
+) -> dict[tuple[str, str, float], float]:
+    """The published values of an attack-table ``column`` by (model, regime, eps): the paper's (unclipped)
+    or an external reference's (``source``; PyTorch's FGSM tutorial attacks clipped)."""
     points = {}
     for f in load_figures():
         sel = f.select or {}
-        if f.paper is None or sel.get("table") != "attack" or sel.get("column") != column:
+        if (
+            f.paper is None
+            or f.source != source
+            or sel.get("table") != "attack"
+            or sel.get("column") != column
+        ):
             continue
-        if not sel.get("clipped", False) and not f.bound and not f.figure:
+        if sel.get("clipped", False) == clipped and not f.bound and not f.figure:
             points[(sel["model"], sel["regime"], float(sel["eps"]))] = f.paper
     return points
+
+
+def reference_points(column: str) -> dict[tuple[str, str, float], float]:
+    """Every external reference's clipped values of ``column`` (drawn on the clipped lines)."""
+    sources = {f.source for f in load_figures()} - {"paper"}
+    return {k: v for source in sorted(sources) for k, v in paper_points(column, source, clipped=True).items()}
 
 
 def eps_groups(runs: list[str]) -> list[tuple[str, list[str]]]:
@@ -137,9 +155,9 @@ def eps_curves(attack: pd.DataFrame) -> Figure:
     run_of = attack["model"] + "-" + attack["regime"]
     for row, (title, members) in enumerate(groups):
         for col, (metric, ylabel) in enumerate(metrics):
-            ax, points = axes[row, col], paper_points(metric)
+            ax, points, references = axes[row, col], paper_points(metric), reference_points(metric)
             for i, run in enumerate(members):
-                _eps_lines(ax, attack[run_of == run], metric, style(i), points)
+                _eps_lines(ax, attack[run_of == run], metric, style(i), points, references)
             ax.set(ylabel=ylabel, ylim=(0, 102), title=title if col == 0 else None)
             ax.set_xticks(sorted(attack["eps"].unique()))
             ax.grid(alpha=0.3)
@@ -154,8 +172,11 @@ def eps_curves(attack: pd.DataFrame) -> Figure:
     return fig
 
 
-def _eps_lines(ax: plt.Axes, run: pd.DataFrame, metric: str, st: dict, points: dict) -> None:
-    """One run's unclipped line with its ± sd band, its clipped line, and the paper's points."""
+def _eps_lines(
+    ax: plt.Axes, run: pd.DataFrame, metric: str, st: dict, points: dict, references: dict
+) -> None:
+    """One run's unclipped line with its ± sd band, its clipped line, the paper's points (★) and an external
+    reference's (✕, on the clipped line)."""
     model, regime = run["model"].iloc[0], run["regime"].iloc[0]
     for clipped in (False, True):
         sub = run[run["clipped"] == clipped]
@@ -173,6 +194,9 @@ def _eps_lines(ax: plt.Axes, run: pd.DataFrame, metric: str, st: dict, points: d
     for (m, r, eps), value in points.items():
         if (m, r) == (model, regime):
             ax.plot([eps], [value * 100], marker="*", ms=12, color=st["color"], mec="black", mew=0.6, ls="")
+    for (m, r, eps), value in references.items():
+        if (m, r) == (model, regime):
+            ax.plot([eps], [value * 100], marker="X", ms=8, color=st["color"], mec="black", mew=0.6, ls="")
 
 
 def transfer_matrix(
@@ -315,4 +339,32 @@ def rubbish_histogram(rubbish: pd.DataFrame, classes: pd.DataFrame) -> Figure:
     ax.set_title(f"Rubbish class: classes given p > {threshold:g} to N(0, I) inputs (mean ± sd over seeds)")
     ax.legend(fontsize=8, title="model (regime): rubbish error", title_fontsize=8)
     ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def rotation_curves(rotation: pd.DataFrame) -> Figure:
+    """§4's rotation attack: error (%) against the angle, per run, rotated toward a higher loss (solid,
+    ± sd band), in a random direction (dotted) and FGSM of the same L2 size (dashed); mean over seeds."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    for i, ((model, regime), run) in enumerate(rotation.groupby(RUN_KEYS, sort=True)):
+        st = style(i)
+        for column, linestyle, what in (
+            ("error", "-", "rotation toward the loss"),
+            ("random_error", ":", "random direction"),
+            ("fgsm_error", "--", "FGSM, same L2"),
+        ):
+            stats = run.groupby("angle")[column].agg(["mean", "std"]).fillna(0.0) * 100
+            xs, mean = stats.index.to_numpy(), stats["mean"].to_numpy()
+            label = f"{run_label(model, regime)}: {what}"
+            ax.plot(xs, mean, color=st["color"], linestyle=linestyle, marker=st["marker"], ms=3, label=label)
+            if column == "error":
+                sd = stats["std"].to_numpy()
+                ax.fill_between(xs, mean - sd, mean + sd, color=st["color"], alpha=0.18, linewidth=0)
+    ax.set(xlabel="rotation angle (degrees)", ylabel="test error (%)", ylim=(0, 102))
+    n_seeds = rotation["seed"].nunique()
+    ax.set_title(
+        f"Rotation in the direction of the gradient (section 4): mean over {n_seeds} seeds, band ± 1 sd"
+    )
+    ax.grid(alpha=0.3)
+    _legend_outside(fig, ax, "model (regime): examples")
     return fig

@@ -43,6 +43,8 @@ def chart(name: str, tables: dict[str, pd.DataFrame], job: dict):
         return charts.training_curves(tables["curves"])
     if name == "logits_vs_eps":
         return charts.logit_sweep(tables["sweep"])
+    if name == "error_vs_angle":
+        return charts.rotation_curves(tables["rotation"])
     return charts.rubbish_histogram(tables["rubbish"], tables["rubbish_classes"])
 
 

@@ -19,6 +19,7 @@ CAT = {
     "sweep": "7. Logits along the FGSM direction (F18, Fig. 4)",
     "ensemble": "8. Ensemble (F20)",
     "rubbish": "9. Rubbish class (F21-F25)",
+    "rotation": "10. Rotation attack (section 4)",
 }
 ALL_RUNS = "every run"
 
@@ -33,6 +34,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "ensemble_summary": (CAT["ensemble"], "ensemble run"),
     "rubbish_summary": (CAT["rubbish"], "rubbish runs"),
     "rubbish_classes": (CAT["rubbish"], "rubbish runs"),
+    "rotation_summary": (CAT["rotation"], "rotation runs"),
 }
 #: the table of ``report.budgets`` (a budgets.csv of ``advbench budgets``), when the config names one
 BUDGETS_TABLE = ("epoch_budgets", (CAT["training"], "the 240-unit pair at several epoch budgets"))
@@ -51,6 +53,7 @@ CHARTS: dict[str, tuple[str, ...]] = {
     "training_curves": ("curves",),
     "logits_vs_eps": ("sweep",),
     "rubbish_histogram": ("rubbish", "rubbish_classes"),
+    "error_vs_angle": ("rotation",),
 }
 #: the panel tables of ``advbench panels``: results/panels/<kind>.parquet
 PANEL_KINDS = ("examples", "weights", "rubbish")

@@ -56,6 +56,7 @@ class Figure:
     figure: str | None = None
     not_reproduced: str | None = None
     note: str = ""
+    source: str = "paper"  # who published ``paper``: the paper, or an external reference (DN's tutorial rows)
 
 
 def load_figures() -> list[Figure]:
@@ -172,7 +173,8 @@ def figure_runs(figure: Figure) -> list[str]:
 def note(figure: Figure, run_notes: dict[str, str] | None = None) -> str:
     """What the row's verdict rests on, for a reader of the table: the figure's own note, and what the
     config says about how its runs were trained where that is not the paper's schedule (``run_notes``)."""
-    parts = [figure.note] if figure.note else []
+    parts = [] if figure.source == "paper" else [f"reference value from {figure.source}, not the paper"]
+    parts += [figure.note] if figure.note else []
     if figure.not_reproduced:
         parts.append(figure.not_reproduced)
     if figure.figure:

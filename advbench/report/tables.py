@@ -103,6 +103,11 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
     )
     rubbish = mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
     skew = mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
+    rotation = mean_sd(
+        tables["rotation"],
+        ["dataset", "model", "regime", "angle"],
+        ["error", "mean_conf_wrong", "random_error", "fgsm_error", "mean_l2", "fgsm_mean_eps"],
+    )
     curves = tables["curves"]
     best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
     training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
@@ -121,6 +126,11 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
             _percent(rubbish), "Rubbish-class inputs N(0, I): error = some class with p > threshold (%)."
         ),
         "rubbish_classes": Table(_percent(skew), "Classes of the confident rubbish predictions (%)."),
+        "rotation_summary": Table(
+            _percent(rotation, skip=["mean_l2", "fgsm_mean_eps"]),
+            "Test images rotated by an angle (degrees) toward a higher loss, in a random direction, and "
+            "FGSM of the same L2 size (mean_l2; fgsm_mean_eps its L-inf size): error, confidence (%).",
+        ),
         "training_summary": Table(
             _percent(training, skip=["epoch"]),
             "Selected epoch (stage 1) and its training / validation errors (%).",

@@ -111,6 +111,26 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("mean_conf", pa.float64(), True),
         ]
     ),
+    "rotation": pa.schema(
+        [
+            *_KEYS,
+            pa.field("model", pa.string(), False),
+            pa.field("regime", pa.string(), False),
+            pa.field("angle", pa.float64(), False),
+            pa.field("n", pa.int64(), False),
+            pa.field("mean_l2", pa.float64(), False),
+            pa.field("fgsm_mean_eps", pa.float64(), False),
+            *(
+                f
+                for kind in ("", "random_", "fgsm_")
+                for f in (
+                    pa.field(f"{kind}n_wrong", pa.int64(), False),
+                    pa.field(f"{kind}error", pa.float64(), False),
+                    pa.field(f"{kind}mean_conf_wrong", pa.float64(), True),
+                )
+            ),
+        ]
+    ),
     "rubbish_classes": pa.schema(
         [
             *_KEYS,

@@ -26,8 +26,16 @@ MNIST_FIGURES = {
 def test_paper_table_rows_and_values(smoke_run):
     table = pd.read_csv(smoke_run / "results/tables/paper_comparison.csv")
     assert list(table.columns) == COLUMNS
-    # every figure of the paper has a row; S5, S6: §5's linear objectives and §6's hidden-layer perturbation
-    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)} | {"S5", "S6"}
+    # every figure of the paper has a row; S4-S6: §4's rotations, §5's linear objectives, §6's hidden-layer
+    # perturbation; DN: deep nets adversarially trained, with PyTorch's FGSM tutorial as a reference
+    assert set(table["id"]) == {f"F{i}" for i in range(1, 27)} | {"S4", "S5", "S6", "DN"}
+    rotation = table[table["id"] == "S4"]
+    assert len(rotation) == 6 and (rotation["n_seeds"] == 2).all()
+    assert rotation["verdict"].isin(["direction holds", "differs", "shown in figure"]).all()
+    deep = table[table["id"] == "DN"]
+    assert len(deep) == 15 and (deep["n_seeds"] == 2).all(), deep
+    tutorial = deep[deep["note"].str.startswith("reference value from PyTorch FGSM tutorial")]
+    assert len(tutorial) == 7 and tutorial["paper"].notna().all()
     sections = table[table["id"].isin(["S5", "S6"])]
     assert len(sections) == 14 and (sections["n_seeds"] == 2).all(), sections
     assert sections["paper"].isna().all() and sections["verdict"].isin(["direction holds", "differs"]).all()
@@ -114,6 +122,7 @@ FIGURES = [
     "rubbish_histogram",
     "rubbish_samples_mnist",
     "rubbish_samples_cifar10",
+    "error_vs_angle",
 ]
 
 
@@ -156,3 +165,9 @@ def test_experiment_results_cover_every_seed(smoke_run):
     assert set(ensemble["attacked"]) == {"ensemble", "member"} and (ensemble["members"] == 3).all()
     sweep = _metrics(smoke_run, "sweep")
     assert len(sweep) == 2 * 21 * 10 and set(sweep["label"]) == {4}  # seeds x eps steps x classes
+    rotation = _metrics(smoke_run, "rotation")
+    angles = config["rotation"]["angles"]
+    assert len(rotation) == 2 * len(config["rotation"]["runs"]) * len(angles)  # seeds x models x angles
+    start = rotation[rotation["angle"] == 0]
+    assert (start["error"] == start["random_error"]).all() and (start["mean_l2"] == 0).all()
+    assert (rotation.loc[rotation["angle"] > 0, "mean_l2"] > 0).all()

@@ -111,3 +111,32 @@ rule rubbish:
             "experiment rubbish --job {params.job:q} --seeds {params.seeds}"
             " --out rubbish={output.summary} rubbish_classes={output.classes} --threads {threads} --log {log}"
         )
+
+
+rule rotation:
+    input:
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.experiment_inputs(PLAN.rotation_runs()),
+    output:
+        PATHS["rotation"],
+    log:
+        "logs/rotation/{dataset}/rotation.log",
+    benchmark:
+        "benchmarks/rotation/{dataset}/rotation.tsv"
+    threads: RAY_THREADS
+    resources:
+        ray=RAY_SLOT,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        job=lambda w: PLAN.experiment_job_json(
+            w.dataset,
+            PLAN.seed_runs(PLAN.rotation_runs()),
+            angles=config["rotation"]["angles"],
+        ),
+        seeds=SEED_ARGS,
+    run:
+        run_advbench(
+            "experiment rotation --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --out rotation={output} --threads {threads} --log {log}"
+        )

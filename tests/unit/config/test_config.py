@@ -134,6 +134,7 @@ DEFAULTS = {
     "sweep": {"label", "eps_max", "steps"},
     "ensemble": {"eps"},
     "rubbish": {"n", "threshold"},
+    "rotation": {"angles"},
 }
 
 
@@ -149,6 +150,23 @@ def test_optional_experiments_switch_off_with_null(section):
     bad = copy.deepcopy(config)
     bad[section]["unknown_key"] = 1
     with pytest.raises(ConfigError, match=section):
+        validate_config(bad)
+
+
+def test_rotation_takes_trained_runs_of_one_pixel_space_dataset(config):
+    cifar = copy.deepcopy(config)
+    cifar["runs"].append({"model": "conv_maxout", "regime": "clean", "attack": {"clip": [False]}})
+    for runs, message in [
+        (["maxout-l1_tiny"], r"rotation\.runs\[0\]: 'maxout-l1_tiny' is not a"),
+        (["conv_maxout-clean"], r"rotation\.runs\[0\]: 'conv_maxout-clean' sees cifar10 in a whitened space"),
+    ]:
+        bad = copy.deepcopy(cifar)
+        bad["rotation"] = {"runs": runs}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["rotation"] = {"runs": ["maxout-clean"], "angles": [-5]}
+    with pytest.raises(ConfigError, match="rotation"):
         validate_config(bad)
 
 

@@ -200,3 +200,36 @@ def test_tables_are_written_in_every_format(tmp_path):
     csv = pd.read_csv(tmp_path / "agreement.csv")
     assert csv["rate_std"].iloc[0] == pytest.approx(0.4)  # the CSV keeps every number
     assert "<caption>Agreement (%) &amp; more_</caption>" in (tmp_path / "agreement.html").read_text()
+
+
+def test_deep_nets_get_their_panel_with_the_tutorials_crosses_on_the_clipped_line():
+    attack = attack_df((("lenet", "clean"), ("lenet", "adversarial")))
+    fig = charts.eps_curves(attack)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("deep nets")
+    crosses = [line for line in fig.axes[0].lines if line.get_marker() == "X"]
+    # PyTorch's FGSM tutorial's seven points (accuracy .981 ... .087), on the naive LeNet's lines only
+    points = sorted((float(c.get_xdata()[0]), round(float(c.get_ydata()[0]), 6)) for c in crosses)
+    expected = [(0.0, 1.9), (0.05, 5.7), (0.1, 14.9), (0.15, 31.7), (0.2, 57.0), (0.25, 79.2), (0.3, 91.3)]
+    assert points == expected
+    assert {c.get_color() for c in crosses} == {charts.style(0)["color"]}  # lenet-clean, the first line
+    assert not [line for line in fig.axes[0].lines if line.get_marker() == "*"]  # no paper value for LeNet
+
+
+def test_rotation_curves_draw_the_attack_and_both_references_per_run():
+    rows = []
+    for (model, regime), seed, angle in itertools.product(
+        (("maxout", "clean"), ("maxout", "adversarial")), (0, 1), (0.0, 10.0, 30.0)
+    ):
+        err = 0.01 + angle / 40
+        rows.append(
+            dict(model=model, regime=regime, seed=seed, angle=angle, error=err, random_error=err / 2)
+            | dict(fgsm_error=err / 3)
+        )
+    fig = charts.rotation_curves(pd.DataFrame(rows))
+    (ax,) = fig.axes
+    labels = [line.get_label() for line in ax.lines]
+    assert len(labels) == 6 and "maxout (clean): random direction" in labels
+    attack = [line for line in ax.lines if line.get_label() == "maxout (clean): rotation toward the loss"][0]
+    np.testing.assert_allclose(attack.get_ydata(), [1.0, 26.0, 76.0])
+    assert {line.get_linestyle() for line in ax.lines} == {"-", ":", "--"}
+    assert "degrees" in ax.get_xlabel()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from advbench.report.paper import Figure, comparison, load_figures
+from advbench.report.paper import Figure, comparison, load_figures, note
 
 
 def test_reference_data_covers_the_foundation_figures():
@@ -135,3 +136,19 @@ def test_f9_to_f11_measure_the_1600_unit_adversarially_trained_model():
     assert ends["F10.naive1600_to_adv"] == ("maxout1600", "maxout1600")
     for key in ("F9.adversarial240", "F10.naive_to_adv240", "F10.adv240_to_naive", "F11.conf240"):
         assert by_key[key].paper is None and by_key[key].direction  # no paper value, the paper's direction
+
+
+def test_an_external_reference_is_marked_as_such_and_kept_off_the_papers_points():
+    """DN's tutorial rows carry PyTorch's FGSM tutorial's numbers: the note says so, the chart marks them on
+    the clipped line (the tutorial clips), and the paper's stars never include them."""
+    from advbench.report.charts import paper_points, reference_points
+
+    by_key = {f.key: f for f in load_figures()}
+    tutorial = by_key["DN.tutorial_eps30"]
+    assert tutorial.source == "PyTorch FGSM tutorial" and tutorial.paper == pytest.approx(1 - 0.087)
+    assert note(tutorial).startswith("reference value from PyTorch FGSM tutorial, not the paper")
+    assert not note(by_key["F1.error"]).startswith("reference value")
+    assert ("lenet", "clean", 0.3) not in paper_points("error")
+    assert reference_points("error")[("lenet", "clean", 0.3)] == pytest.approx(0.913)
+    assert ("maxout", "clean", 0.25) in paper_points("error")
+    assert ("maxout", "clean", 0.25) not in reference_points("error")
