@@ -15,7 +15,7 @@ from advbench.config.specs import Arch, ModelSpec, regime_spec
 from advbench.data.registry import dataset_info
 
 N_CLASSES = 10
-IMAGE_MODEL_MACS = 1e9  # conv nets: far above every MLP, exact rank not needed
+IMAGE_MODEL_MACS = 1e9  # conv maxout and GoogLeNet: far above every MLP, exact rank not needed
 FULL_TRAIN = 50_000  # examples per epoch without ``n_train`` (MNIST; CIFAR-10's 40k ranks the same)
 COST_FACTOR = {"clean": 1.0}  # every other objective takes two passes per step (FGSM, noise)
 
@@ -26,9 +26,21 @@ def forward_macs(spec: ModelSpec) -> float:
     if spec.arch == Arch.MAXOUT:
         width = spec.units * spec.pieces
         return n_in * width + (spec.hidden_layers - 1) * spec.units * width + spec.units * N_CLASSES
-    if spec.arch in (Arch.CONV_MAXOUT, Arch.GOOGLENET, Arch.LENET):
+    if spec.arch in (Arch.CONV_MAXOUT, Arch.GOOGLENET):
         return IMAGE_MODEL_MACS
+    if spec.arch == Arch.LENET:
+        return lenet_macs(dataset_info(spec.dataset).shape)
     return n_in * N_CLASSES
+
+
+def lenet_macs(shape: tuple[int, int, int]) -> float:
+    """Multiply-adds of :class:`~advbench.models.architectures.LeNet`: two valid 5x5 convolutions (10 and
+    20 maps), each followed by a 2x2 pool, then 50 hidden units and 10 outputs (MNIST: 480,500)."""
+    c, h, w = shape
+    h1, w1 = h - 4, w - 4
+    h2, w2 = h1 // 2 - 4, w1 // 2 - 4
+    flat = 20 * (h2 // 2) * (w2 // 2)
+    return h1 * w1 * 10 * c * 25 + h2 * w2 * 20 * 10 * 25 + flat * 50 + 50 * N_CLASSES
 
 
 def train_cost(config: dict[str, Any], run: str) -> float:

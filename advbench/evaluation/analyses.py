@@ -124,7 +124,7 @@ def rotation(
                         "fgsm_": xb + eps[:, None] * fgsm_sign,
                     }
                     for kind, x_adv in examples.items():
-                        change = float((x_adv - xb).abs().max()) if len(xb) else 0.0
+                        change = float((x_adv - xb).abs().max())
                         cells[(a, kind)].add(probabilities(model, model(x_adv)), yb, change)
                     l2_sum[a] += float(l2.double().sum())
                     eps_sum[a] += float(eps.double().sum())

@@ -195,7 +195,7 @@ class Plan:
         if cfg["rubbish"]:
             out += [PATHS["rubbish"], PATHS["rubbish_classes"]]
         if cfg["rotation"]:
-            out.append(path("rotation", dataset=self.dataset_of(cfg["rotation"]["runs"][0])))
+            out.append(path("rotation", dataset=self.dataset_of(self.rotation_runs()[0])))
         return out
 
     def all_results(self) -> list[str]:

@@ -153,11 +153,12 @@ def eps_curves(attack: pd.DataFrame) -> Figure:
     )
     metrics = [("error", "FGSM error (%)"), ("mean_conf_wrong", "mean confidence on mistakes (%)")]
     run_of = attack["model"] + "-" + attack["regime"]
+    marks = {metric: (paper_points(metric), reference_points(metric)) for metric, _ in metrics}
     for row, (title, members) in enumerate(groups):
         for col, (metric, ylabel) in enumerate(metrics):
-            ax, points, references = axes[row, col], paper_points(metric), reference_points(metric)
+            ax = axes[row, col]
             for i, run in enumerate(members):
-                _eps_lines(ax, attack[run_of == run], metric, style(i), points, references)
+                _eps_lines(ax, attack[run_of == run], metric, style(i), *marks[metric])
             ax.set(ylabel=ylabel, ylim=(0, 102), title=title if col == 0 else None)
             ax.set_xticks(sorted(attack["eps"].unique()))
             ax.grid(alpha=0.3)

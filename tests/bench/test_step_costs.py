@@ -146,3 +146,22 @@ def test_noise_objective_in_one_pass_equals_two_passes(head, batch_norm):
     assert torch.allclose(values, expected_values, atol=1e-6)
     for a, b in zip(got, expected, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_lenet_macs_count_its_layers():
+    """The priority estimate of the tutorial's CNN is its multiply-add count, layer by layer on a real
+    forward pass, not the large image nets' constant."""
+    import torch
+
+    from advbench.config.specs import model_spec
+    from advbench.models.architectures import build
+    from advbench.priorities import IMAGE_MODEL_MACS, forward_macs
+
+    spec = model_spec("lenet", {"arch": "lenet"})
+    model, x, counted = build(spec), torch.zeros(1, 1, 28, 28), 0
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            counted += x.numel() * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+    counted += sum(m.in_features * m.out_features for m in model.classifier if isinstance(m, torch.nn.Linear))
+    assert forward_macs(spec) == counted == 480_500 and counted < IMAGE_MODEL_MACS
