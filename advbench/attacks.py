@@ -81,7 +81,9 @@ def linf_pgd(
     x0 = x.detach()
     x_adv = x0  # every step below makes a new tensor: x is never written to
     if random_start:
-        x_adv = x_adv + torch.empty_like(x0).uniform_(-eps, eps, generator=generator)
+        # drawn on the CPU, where a seeded generator lives, whatever the device
+        start = torch.empty(x0.shape).uniform_(-eps, eps, generator=generator)
+        x_adv = x_adv + start.to(x0.device, x0.dtype)
     project = random_start or steps > 1 or step_size > eps
     with attack_mode(model):
         for _ in range(steps):
@@ -97,6 +99,59 @@ def linf_pgd(
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, clip: bool = False) -> torch.Tensor:
     """The fast gradient sign method: ``x + eps * sign(grad_x J(x, y))``, optionally clipped to [0, 1]."""
     return linf_pgd(model, x, y, eps, steps=1, clip=(0.0, 1.0) if clip else None)
+
+
+def least_likely_loss(model: nn.Module) -> Loss:
+    """The loss whose ascent is targeted FGSM toward a target class (Kurakin et al.'s least-likely-class
+    method): minus the head's ``-log p_target``, so the step goes *down* the target's cost."""
+
+    def loss(out: torch.Tensor, target: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        return -attack_loss(model, out, target, reduction)
+
+    return loss
+
+
+def least_likely(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The class the model finds least likely for each input (eval mode; no inference tensor, since the
+    labels go into an autograd loss)."""
+    with attack_mode(model), torch.no_grad():
+        return model(x).argmin(dim=1)
+
+
+def random_sign(
+    x: torch.Tensor, eps: float, clip: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The model-free baseline of the same L-inf size as FGSM: ``x + eps * s``, ``s`` a random sign per
+    pixel."""
+    bits = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+    x_adv = x.detach() + eps * (2 * bits - 1)
+    return x_adv.clamp(0.0, 1.0) if clip else x_adv
+
+
+def pgd_restarts(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+    restarts: int,
+    clip: tuple[float, float] | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """PGD (random start) ``restarts`` times; per example the restart that fools the model, else the one of
+    the highest loss (Madry et al.: an example counts as broken when any restart breaks it)."""
+    best, best_key = x.detach(), torch.full((len(x),), -float("inf"), device=x.device)
+    for _ in range(restarts):
+        x_adv = linf_pgd(model, x, y, eps, steps, step_size, True, clip, generator=generator)
+        with attack_mode(model), torch.inference_mode():
+            out = model(x_adv)
+            # fooled examples rank above every unfooled one, then by loss
+            key = attack_loss(model, out, y, "none") + 1e9 * (out.argmax(dim=1) != y)
+        better = key > best_key
+        best = torch.where(better[:, None], x_adv, best)
+        best_key = torch.maximum(key, best_key)
+    return best
 
 
 def fgsm_from_direction(x: torch.Tensor, direction: torch.Tensor, eps: float, clip: bool) -> torch.Tensor:

@@ -51,10 +51,20 @@ def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
 
 
 def _attack_settings(job: dict):
+    from advbench.evaluation.scores import MultiStep
     from advbench.jobs.common import AttackSettings
 
     a = job["attack"]
-    return AttackSettings(tuple(a["eps"]), tuple(a["clip"]), a["batch_size"], a["label_source"])
+    multi = a.get("multistep", {})
+    return AttackSettings(
+        tuple(a["eps"]),
+        tuple(a["clip"]),
+        a["batch_size"],
+        a["label_source"],
+        tuple(a.get("methods", ["fgsm"])),
+        None if multi.get("eps") is None else tuple(multi["eps"]),
+        MultiStep(multi.get("steps", 20), multi.get("step_size"), multi.get("restarts", 1)),
+    )
 
 
 def _trained(model_json: str, regime_json: str, ckpts: list[str]):
@@ -88,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         job.get("subset", {}),
         _ray_settings(args, [spec.name]),
         members=args.members,
+        sources=args.sources,
     )
 
 
@@ -251,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--curves", type=Path, required=True, help="training curves (.parquet)")
     p.add_argument(
         "--members", type=int, default=1, help="ensemble members per seed (checkpoints seed-major)"
+    )
+    p.add_argument(
+        "--sources", nargs="*", default=[], help="a static regime's source checkpoints, one per seed"
     )
     p.set_defaults(func=cmd_train)
 

@@ -1,9 +1,8 @@
 """Three costs inside a training step, each measured against its alternative: the maxout's max over pieces
 (piece-major layout, :class:`advbench.models.architectures.Maxout`, against pylearn2's unit-major one), the
-noise
-controls' objective (one stacked pass, :func:`advbench.training.loop.noise_objective`, against two passes) and
-glibc's malloc (the tuned thresholds of :mod:`advbench.runtime.allocator` against glibc's defaults, in fresh
-processes).
+noise controls' objective (one stacked pass, :func:`advbench.training.loop.paired_objective`, against two
+passes) and glibc's malloc (the tuned thresholds of :mod:`advbench.runtime.allocator` against glibc's
+defaults, in fresh processes).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import torch
 from advbench.bench.timing import median, paired_range, time_interleaved
 from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build
-from advbench.training.loop import Sgd, noise_objective, sgd_step
+from advbench.training.loop import Sgd, noise, paired_objective, sgd_step
 
 BATCH = 100  # the paper's minibatch
 
@@ -59,7 +58,7 @@ def noise_pass_rows(
         def run() -> None:
             for p in model.parameters():
                 p.grad = None
-            noise_objective(model, xb, yb, regime, stacked=stacked[kind])
+            paired_objective(model, xb, xb + noise(xb, regime), yb, regime.alpha, stacked=stacked[kind])
 
         return run
 

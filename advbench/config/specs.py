@@ -39,6 +39,14 @@ class RegimeKind(StrEnum):
     NOISE_SIGN = "noise_sign"
     NOISE_UNIFORM = "noise_uniform"
     WORST_CASE = "worst_case"
+    STATIC = "static"
+
+
+class Init(StrEnum):
+    """Where a ``static`` run's training starts: fresh weights, or its source model's."""
+
+    SCRATCH = "scratch"
+    CONTINUE = "continue"
 
 
 class Perturb(StrEnum):
@@ -47,6 +55,16 @@ class Perturb(StrEnum):
     INPUT = "input"
     HIDDEN1 = "hidden1"
     HIDDEN2 = "hidden2"
+
+
+class Method(StrEnum):
+    """The attacks of the attack and transfer jobs, all through the one L-inf core."""
+
+    FGSM = "fgsm"
+    BIM = "bim"
+    PGD = "pgd"
+    FGSM_LL = "fgsm_ll"
+    RANDOM_SIGN = "random_sign"
 
 
 class SelectOn(StrEnum):
@@ -86,6 +104,7 @@ class TrainSpec:
     monitor_eps: float = _TRAIN["monitor_eps"]
     monitor_train: int | None = _TRAIN["monitor_train"]
     monitor_val: int | None = _TRAIN["monitor_val"]
+    monitor_val_adv: int | None = _TRAIN["monitor_val_adv"]
     retrain: bool = _TRAIN["retrain"]
     retrain_lr: float = _TRAIN["retrain_lr"]
     retrain_momentum: float = _TRAIN["retrain_momentum"]
@@ -138,8 +157,9 @@ class ModelSpec:
 @dataclass(frozen=True)
 class RegimeSpec:
     """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, its
-    noise controls (``noise_sign``, ``noise_uniform``), or §5's closed form of the adversarial term for a
-    linear model (``worst_case``, optionally ``pairwise``); optionally plus L1 weight decay on the first
+    noise controls (``noise_sign``, ``noise_uniform``), §5's closed form of the adversarial term for a
+    linear model (``worst_case``, optionally ``pairwise``), or static augmentation with fixed FGSM examples
+    of a trained ``source_regime`` model (``static``); optionally plus L1 weight decay on the first
     layer."""
 
     name: str
@@ -151,10 +171,18 @@ class RegimeSpec:
     l1_first_layer: float = _REGIME["l1_first_layer"]
     pairwise: bool = _REGIME["pairwise"]
     perturb: Perturb = _REGIME["perturb"]
+    source_regime: str = _REGIME["source_regime"]
+    init: Init = _REGIME["init"]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RegimeKind(self.kind))
         object.__setattr__(self, "perturb", Perturb(self.perturb))
+        object.__setattr__(self, "init", Init(self.init))
+
+    @property
+    def source(self) -> str | None:
+        """A ``static`` regime's source regime (the model whose FGSM examples it trains on); else None."""
+        return self.source_regime if self.kind == RegimeKind.STATIC else None
 
     @property
     def hidden_layer(self) -> int:

@@ -171,7 +171,32 @@ def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         _check_clipping(config, rid, i)
         _check_worst_case(config, run, i)
         _check_perturb(config, run, i)
+    for i, run in enumerate(config["runs"]):
+        _check_static(config, run, i, seen)
     return seen
+
+
+def _check_static(config: dict[str, Any], run: dict[str, Any], i: int, runs: dict[str, dict]) -> None:
+    """A static regime's fixed examples come from a trained run of the same model under ``source_regime``:
+    a single-model run of the config whose regime is not static itself."""
+    name, regime = run["regime"], config["regimes"][run["regime"]]
+    if regime["kind"] != "static":
+        return
+    source = run_id(run["model"], regime["source_regime"])
+    if source not in runs or runs[source].get("members", 1) > 1:
+        raise ConfigError(
+            f"runs[{i}]: regime {name!r} (kind static) makes its fixed examples on {source!r}; expected that "
+            f"run in runs (source_regime {regime['source_regime']!r} of model {run['model']!r}, no members)"
+        )
+    if run.get("members", 1) > 1:
+        raise ConfigError(
+            f"runs[{i}].members: a static run has one source model per seed; expected no members"
+        )
+    if config["regimes"][regime["source_regime"]]["kind"] == "static":
+        raise ConfigError(
+            f"regimes.{name}.source_regime: {regime['source_regime']!r} is static itself; expected a regime "
+            "that trains without fixed examples"
+        )
 
 
 def _check_perturb(config: dict[str, Any], run: dict[str, Any], i: int) -> None:

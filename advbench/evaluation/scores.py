@@ -2,8 +2,7 @@
 
 Adversarial examples are always scored by re-running the target model on them. "Confidence" is the paper's:
 the predicted class's probability (under the model's head, see :mod:`advbench.models.heads`), averaged over
-the
-misclassified examples (``mean_conf_wrong``).
+the misclassified examples (``mean_conf_wrong``).
 """
 
 from __future__ import annotations
@@ -14,8 +13,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advbench.attacks import attack_mode, fgsm_from_direction, logits_and_input_gradient
-from advbench.config.specs import LabelSource
+from advbench.attacks import (
+    attack_mode,
+    fgsm_from_direction,
+    input_gradient,
+    least_likely,
+    least_likely_loss,
+    linf_pgd,
+    logits_and_input_gradient,
+    pgd_restarts,
+    random_sign,
+)
+from advbench.config.specs import LabelSource, Method
 from advbench.models.heads import probabilities
 
 
@@ -50,11 +59,21 @@ class Tally:
         }
 
 
+def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict:
+    """The clean cell of :func:`fgsm_scores` alone (no gradient): eval-mode error and confidences."""
+    tally = Tally()
+    with attack_mode(model), torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            tally.add(probabilities(model, model(xb)), yb, 0.0)
+    return tally.row()
+
+
 def attack_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_source: str) -> torch.Tensor:
     """The labels the attack ascends the loss of: the true ones (paper) or the model's predictions."""
     if label_source == LabelSource.TRUE:
         return y
-    with attack_mode(model), torch.inference_mode():
+    with attack_mode(model), torch.no_grad():  # not inference mode: the labels go into an autograd loss
         return model(x).argmax(dim=1)
 
 
@@ -72,9 +91,11 @@ def fgsm_scores(
 
     The sign of the input gradient does not depend on eps, so it is computed once per batch. Cells whose
     examples are the clean inputs (eps 0, clipped or not) share one clean forward pass of ``target``; when
-    ``target`` is ``source`` that pass is the gradient's own forward.
+    ``target`` is ``source`` that pass is the gradient's own forward. Every row also counts the examples
+    whose input gradient is zero everywhere (FGSM leaves them where they are) or not finite.
     """
     tallies = {(e, c): Tally() for e in eps for c in clips}
+    zero = nonfinite = 0
     with attack_mode(target):
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
@@ -82,6 +103,8 @@ def fgsm_scores(
             with attack_mode(source):
                 logits, grad = logits_and_input_gradient(source, xb, labels)
             direction = grad.sign()
+            zero += int((grad == 0).all(dim=1).sum())
+            nonfinite += int((~torch.isfinite(grad)).any(dim=1).sum())
             clean = probabilities(target, logits) if target is source else None
             with torch.inference_mode():
                 for (e, c), tally in tallies.items():
@@ -92,4 +115,90 @@ def fgsm_scores(
                     else:
                         probs = probabilities(target, target(x_adv))
                     tally.add(probs, yb, float((x_adv - xb).abs().max()))
+    gradients = {"n_zero_grad": zero, "n_nonfinite_grad": nonfinite}
+    return [{"eps": float(e), "clipped": c, **t.row(), **gradients} for (e, c), t in tallies.items()]
+
+
+@dataclass(frozen=True)
+class MultiStep:
+    """BIM and PGD: ``steps`` signed-gradient steps of ``step_size * eps`` each (None: Madry et al.'s
+    2.5 / steps, which lets a walk reach the ball's edge from anywhere inside), PGD with ``restarts``
+    random starts."""
+
+    steps: int = 20
+    step_size: float | None = None
+    restarts: int = 1
+
+    def step(self, eps: float) -> float:
+        return (2.5 / self.steps if self.step_size is None else self.step_size) * eps
+
+
+def adversarial_examples(
+    method: str,
+    source: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    clip: bool,
+    multistep: MultiStep,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One batch of a multi-step method's examples crafted on ``source``: ``bim`` (no random start) or
+    ``pgd`` (random starts)."""
+    box = (0.0, 1.0) if clip else None
+    steps, size = multistep.steps, multistep.step(eps)
+    if method == Method.BIM:
+        return linf_pgd(source, x, labels, eps, steps, size, clip=box)
+    if method == Method.PGD:
+        return pgd_restarts(source, x, labels, eps, steps, size, multistep.restarts, box, generator)
+    raise ValueError(f"not a multi-step attack: {method!r}; expected bim or pgd")
+
+
+def single_step_direction(
+    method: str, source: nn.Module, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """The sign a single-step method moves each pixel by, for every eps at once: ``fgsm`` up the loss of
+    ``labels``, ``fgsm_ll`` down the loss of the least likely class, ``random_sign`` at random."""
+    if method == Method.RANDOM_SIGN:
+        return random_sign(torch.zeros_like(x), 1.0, generator=generator)
+    with attack_mode(source):
+        if method == Method.FGSM_LL:
+            target = least_likely(source, x)
+            return input_gradient(source, x, target, least_likely_loss(source)).sign()
+        if method == Method.FGSM:
+            return input_gradient(source, x, labels).sign()
+    raise ValueError(f"not a single-step attack: {method!r}; expected fgsm, fgsm_ll or random_sign")
+
+
+def method_scores(
+    source: nn.Module,
+    target: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: str,
+    eps: Sequence[float],
+    clips: Sequence[bool],
+    batch_size: int,
+    label_source: str = "true",
+    multistep: MultiStep = MultiStep(),
+    generator: torch.Generator | None = None,
+) -> list[dict]:
+    """:func:`fgsm_scores` for any method: its examples crafted on ``source`` for every (eps, clipped)
+    cell, scored on ``target``. A single-step method's sign is one per batch for the whole grid; a
+    multi-step method's examples are not one direction scaled by eps, so each of its cells crafts its own."""
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    tallies = {(e, c): Tally() for e in eps for c in clips}
+    single = method in (Method.FGSM, Method.FGSM_LL, Method.RANDOM_SIGN)
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        labels = attack_labels(source, xb, yb, label_source)
+        direction = single_step_direction(method, source, xb, labels, generator) if single else None
+        for (e, c), tally in tallies.items():
+            if direction is not None:
+                x_adv = fgsm_from_direction(xb, direction, e, c)
+            else:
+                x_adv = adversarial_examples(method, source, xb, labels, e, c, multistep, generator)
+            with attack_mode(target), torch.inference_mode():
+                probs = probabilities(target, target(x_adv))
+            tally.add(probs, yb, float((x_adv - xb).abs().max()))
     return [{"eps": float(e), "clipped": c, **t.row()} for (e, c), t in tallies.items()]

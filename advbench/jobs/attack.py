@@ -1,11 +1,14 @@
-"""The attack job: FGSM over the eps grid, one Ray task per seed."""
+"""The attack job: FGSM (and the config's other methods) over the eps grid, one Ray task per seed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from advbench.evaluation.scores import fgsm_scores
+import torch
+
+from advbench.config.specs import Method
+from advbench.evaluation.scores import fgsm_scores, method_scores
 from advbench.jobs.common import (
     AttackSettings,
     Trained,
@@ -18,6 +21,7 @@ from advbench.jobs.common import (
 )
 from advbench.runtime.ray import RaySettings, run_tasks
 from advbench.runtime.task import init_task, task_device
+from advbench.training.loop import task_seed
 
 
 def fgsm_task(
@@ -29,14 +33,23 @@ def fgsm_task(
     attack: AttackSettings,
     settings: RaySettings,
 ) -> dict:
-    """FGSM on the test set crafted on ``source``, scored on ``target`` (the same model for white-box)."""
+    """Every method's examples of the test set crafted on ``source``, scored on ``target`` (the same model
+    for white-box); random starts and signs from a generator of the task's key."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
     src = load_model(source, device)
     tgt = src if target == source else load_model(target, device)
     x, y = test_tensors(data, source.spec, device)
-    rows = fgsm_scores(src, tgt, x, y, attack.eps, attack.clips, attack.batch_size, attack.label_source)
-    keys = {"dataset": dataset, "seed": seed, "attack": "fgsm", "label_source": attack.label_source}
+    rows = []
+    for method in attack.methods:
+        cells = (attack.eps_of(method), attack.clips, attack.batch_size, attack.label_source)
+        if method == Method.FGSM:  # one gradient per batch for the whole grid
+            scores = fgsm_scores(src, tgt, x, y, *cells)
+        else:
+            gen = torch.Generator().manual_seed(task_seed(dataset, source.run, target.run, seed, method))
+            scores = method_scores(src, tgt, x, y, method, *cells, attack.multistep, gen)
+        rows += [{"attack": str(method), **row} for row in scores]
+    keys = {"dataset": dataset, "seed": seed, "label_source": attack.label_source}
     if target == source:
         keys |= {"model": source.spec.name, "regime": source.regime.name}
     else:

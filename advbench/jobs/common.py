@@ -11,9 +11,10 @@ import torch
 
 from advbench.config.loading import CONFIG_HASH_ENV
 from advbench.config.runs import run_id
-from advbench.config.specs import ModelSpec, RegimeSpec
+from advbench.config.specs import Method, ModelSpec, RegimeSpec
 from advbench.data.inputs import model_inputs, restrict_classes
 from advbench.data.splits import load_splits
+from advbench.evaluation.scores import MultiStep
 from advbench.models.architectures import build
 from advbench.results import checkpoints
 from advbench.results.provenance import provenance
@@ -38,10 +39,20 @@ class Trained:
 
 @dataclass(frozen=True)
 class AttackSettings:
+    """An attack or transfer job's attacks: every method over the eps grid (bim and pgd over
+    ``multistep_eps`` where given) and clipping."""
+
     eps: tuple[float, ...]
     clips: tuple[bool, ...]
     batch_size: int = 2000
     label_source: str = "true"
+    methods: tuple[str, ...] = ("fgsm",)
+    multistep_eps: tuple[float, ...] | None = None
+    multistep: MultiStep = MultiStep()
+
+    def eps_of(self, method: str) -> tuple[float, ...]:
+        multi = method in (Method.BIM, Method.PGD)
+        return self.multistep_eps if multi and self.multistep_eps is not None else self.eps
 
 
 def input_tensor(x: np.ndarray, data: dict, device: str) -> torch.Tensor:

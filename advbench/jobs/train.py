@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from advbench.config.specs import ModelSpec, RegimeSpec
+import torch
+
+from advbench.attacks import fgsm
+from advbench.config.specs import Init, ModelSpec, RegimeSpec
 from advbench.data.inputs import restrict_classes
 from advbench.jobs.common import input_tensor, label_tensor, ray_node_id, subset_data, write_outputs
+from advbench.models.architectures import build
 from advbench.results import checkpoints
 from advbench.runtime.ray import RaySettings, run_tasks
 from advbench.runtime.task import init_task, task_device
@@ -29,6 +33,30 @@ def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
     )
 
 
+def fixed_examples(
+    source: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, batch: int
+) -> torch.Tensor:
+    """The static regime's fixed examples: FGSM (eps and clip of the regime, true labels) of the trained
+    source model in eval mode, made once, batch by batch."""
+    batches = zip(x.split(batch), y.split(batch), strict=True)
+    return torch.cat([fgsm(source, xb, yb, regime.eps, clip=regime.clip) for xb, yb in batches])
+
+
+def with_fixed_examples(
+    tensors: Tensors, spec: ModelSpec, regime: RegimeSpec, source_checkpoint: str
+) -> tuple[Tensors, dict[str, torch.Tensor]]:
+    """``tensors`` with the fixed examples of the source model (``source_checkpoint``: the same model entry
+    and seed under ``regime.source_regime``) on both splits, and the source model's weights."""
+    source = build(spec).to(tensors.x_train.device)
+    checkpoints.load_into(source, Path(source_checkpoint))
+    batch = spec.train.eval_batch_size
+    fixed = {
+        "fixed_train": fixed_examples(source, tensors.x_train, tensors.y_train, regime, batch),
+        "fixed_val": fixed_examples(source, tensors.x_val, tensors.y_val, regime, batch),
+    }
+    return replace(tensors, **fixed), source.state_dict()
+
+
 def train_task(
     data: dict,
     spec: ModelSpec,
@@ -38,11 +66,18 @@ def train_task(
     checkpoint: str,
     settings: RaySettings,
     member: int | None = None,
+    source: str | None = None,
 ) -> dict:
-    """Train one (model, regime, seed[, ensemble member]), write its checkpoint, return its curve rows."""
+    """Train one (model, regime, seed[, ensemble member]), write its checkpoint, return its curve rows
+    (``source``: a static regime's source checkpoint of this seed)."""
     init_task(settings.num_cpus_per_task)
     device = task_device(settings.num_gpus_per_task)
-    tensors = train_tensors(data, spec, device)
+    tensors, init = train_tensors(data, spec, device), None
+    if regime.source is not None:
+        if source is None:
+            raise ValueError(f"regime {regime.name!r} (static) needs the checkpoint of its source model")
+        tensors, weights = with_fixed_examples(tensors, spec, regime, source)
+        init = weights if regime.init == Init.CONTINUE else None
     key = (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
     tag = f" seed {seed}" + ("" if member is None else f" member {member}")
     store = DiskStore(
@@ -51,7 +86,7 @@ def train_task(
         every=spec.train.save_every,
         device=device,
     )
-    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag, store=store)
+    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag, store=store, init=init)
     meta = {
         "model": spec.name,
         "regime": regime.name,
@@ -75,10 +110,12 @@ def run_train(
     subset: dict,
     settings: RaySettings,
     members: int = 1,
+    sources: Sequence[str] = (),
 ) -> None:
     """One Snakemake train job: a task per seed (and ensemble member), then all curves in one file.
 
-    With ``members > 1``, ``ckpts`` lists every seed's members in turn (seed-major).
+    With ``members > 1``, ``ckpts`` lists every seed's members in turn (seed-major); ``sources``: a static
+    regime's source checkpoints, one per seed.
     """
     data = subset_data(data_path, subset)
     keys = [(s, m) for s in seeds for m in range(members)] if members > 1 else [(s, None) for s in seeds]
@@ -87,6 +124,13 @@ def run_train(
         {"seed": s, "member": m, "checkpoint": str(Path(c).resolve())}
         for (s, m), c in zip(keys, ckpts, strict=True)
     ]
+    if sources:
+        if members > 1 or len(sources) != len(seeds):
+            raise ValueError(
+                f"{spec.name}-{regime.name}: one source checkpoint per seed, no ensemble members"
+            )
+        for task, src in zip(per_task, sources, strict=True):
+            task["source"] = str(Path(src).resolve())
     shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
     outputs = run_tasks(train_task, shared, per_task, settings)
     wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}

@@ -38,8 +38,8 @@ PATHS: dict[str, str] = {
     "member": f"results/models/{_RUN}/seed={{seed}}/member={{member}}.safetensors",
     "curves": f"results/metrics/curves/{_RUN}/curves.parquet",
     "member_curves": f"results/metrics/curves/{_RUN}/members.parquet",
-    "attack": f"results/metrics/attack/{_RUN}/fgsm.parquet",
-    "transfer": "results/metrics/transfer/dataset={dataset}/source={source}/target={target}/fgsm.parquet",
+    "attack": f"results/metrics/attack/{_RUN}/attacks.parquet",
+    "transfer": "results/metrics/transfer/dataset={dataset}/source={source}/target={target}/attacks.parquet",
     "agreement": "results/metrics/agreement/dataset={dataset}/source={source}/agreement.parquet",
     "sweep": "results/metrics/sweep/dataset={dataset}/run={run}/sweep.parquet",
     "ensemble": "results/metrics/ensemble/dataset={dataset}/run={run}/ensemble.parquet",
@@ -215,6 +215,11 @@ class Plan:
 
     def run_regime_json(self, run: str) -> str:
         return self.regime_json(split_run_id(run)[1])
+
+    def train_sources(self, dataset: str, model: str, regime: str) -> list[str]:
+        """A static regime's source checkpoints (the model under its ``source_regime``), one per seed."""
+        source = regime_spec(regime, self.config["regimes"][regime]).source
+        return [] if source is None else self.checkpoints(dataset, model, source)
 
     def train_job_json(self, dataset: str) -> str:
         """What a training job depends on besides its specs (attack settings excluded: no retraining)."""

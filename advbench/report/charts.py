@@ -95,6 +95,21 @@ EPS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "logistic regression 3 vs 7: FGSM training and its closed form (§5)",
         ("logistic37-clean", "logistic37-adversarial", "logistic37-worst_case"),
     ),
+    (
+        "examples updated (FGSM training) or made once (static augmentation) (§6)",
+        (
+            "softmax-clean",
+            "softmax-adversarial",
+            "softmax-static",
+            "softmax-static_2to1",
+            "softmax-static_1to2",
+            "maxout-clean",
+            "maxout-adversarial",
+            "maxout-static",
+            "maxout-static_2to1",
+            "maxout-static_1to2",
+        ),
+    ),
     ("RBF and independent sigmoid outputs (§7, App. A)", ("rbf-clean", "maxout_sigmoid-clean")),
     (
         "deep nets, naive vs adversarially trained (✕: PyTorch's FGSM tutorial, clipped)",

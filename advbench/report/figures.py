@@ -32,13 +32,20 @@ def run_name(row) -> str:
     return run_id(row.model, row.regime)
 
 
+def fgsm_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The FGSM rows of an attack or transfer table (the paper's attack; the other methods have tables of
+    their own)."""
+    return table[table["attack"] == "fgsm"]
+
+
 def chart(name: str, tables: dict[str, pd.DataFrame], job: dict):
     """The chart ``name`` from the results tables."""
     if name == "fgsm_vs_eps":
-        return charts.eps_curves(tables["attack"])
+        return charts.eps_curves(fgsm_rows(tables["attack"]))
     if name == "transfer_matrix":
-        eps = job["transfer_eps"]
-        return charts.transfer_heatmap(charts.transfer_matrix(tables["attack"], tables["transfer"], eps), eps)
+        eps, attack, transfer = job["transfer_eps"], tables["attack"], tables["transfer"]
+        matrix = charts.transfer_matrix(fgsm_rows(attack), fgsm_rows(transfer), eps)
+        return charts.transfer_heatmap(matrix, eps)
     if name == "training_curves":
         return charts.training_curves(tables["curves"])
     if name == "logits_vs_eps":
@@ -111,7 +118,7 @@ def logistic_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) ->
     w = np.asarray(panel_rows(tables, "panel_weights", name, dataset, "logistic")["weights"].iloc[0])
     first = ex.iloc[0]
     eps, run = float(first["eps"]), run_id(first["model"], first["regime"])
-    attack = tables["attack"]
+    attack = fgsm_rows(tables["attack"])
     mine = attack[(attack["model"] == first["model"]) & (attack["regime"] == first["regime"])]
     err = mine[~mine["clipped"]].groupby("eps")["error"].mean() * 100
     rates = f"; test error {err.iloc[0]:.1f}% clean" if len(err) else ""

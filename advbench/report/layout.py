@@ -27,6 +27,8 @@ ALL_RUNS = "every run"
 TABLES: dict[str, tuple[str, str]] = {
     "paper_comparison": (CAT["paper"], ALL_RUNS),
     "attack_summary": (CAT["fgsm"], ALL_RUNS),
+    "label_leaking": (CAT["fgsm"], ALL_RUNS),
+    "trust_checks": (CAT["fgsm"], ALL_RUNS),
     "training_summary": (CAT["training"], ALL_RUNS),
     "training_cost": (CAT["training"], ALL_RUNS),
     "transfer_summary": (CAT["transfer"], "transfer pairs"),

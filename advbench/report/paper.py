@@ -79,6 +79,8 @@ def selected_rows(figure: Figure, tables: dict[str, pd.DataFrame]) -> pd.DataFra
     pick = sel.pop("pick", None)
     if table is None or table.empty:
         return pd.DataFrame()
+    if "attack" in table.columns:  # the paper's attack unless the row names another
+        sel.setdefault("attack", "fgsm")
     mask = pd.Series(True, index=table.index)
     for key, value in sel.items():
         mask &= (table[key] - value).abs() < 1e-9 if isinstance(value, float) else table[key] == value

@@ -65,10 +65,171 @@ def _percent(df: pd.DataFrame, skip: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def attack_summary(attack: pd.DataFrame) -> pd.DataFrame:
-    """Error and confidence on mistakes (%) per model, regime, eps and clipping: mean and sd over seeds."""
-    out = mean_sd(attack, ["model", "regime", "eps", "clipped"], ["error", "mean_conf_wrong"])
-    n = attack.groupby(["model", "regime", "eps", "clipped"], sort=True)["n"].first().to_numpy()
+    """Error and confidence on mistakes (%) per model, regime, attack method, eps and clipping: mean and sd
+    over seeds."""
+    keys = ["model", "regime", "attack", "eps", "clipped"]
+    out = mean_sd(attack, keys, ["error", "mean_conf_wrong"])
+    n = attack.groupby(keys, sort=True)["n"].first().to_numpy()
     return _percent(out.assign(n=n) if len(out) else out.assign(n=[]))
+
+
+#: a fall of the mean error between two neighbouring eps larger than this (in rate units) is flagged
+LEAK_FALL = 0.01
+LEAK_KEYS = ["model", "regime", "attack", "clipped"]
+
+
+def label_leaking(attack: pd.DataFrame) -> pd.DataFrame:
+    """The label-leaking signature (Kurakin et al. 2017): a model whose FGSM error *falls* as eps grows.
+    Per model, regime and clipping, the neighbouring pair of eps where the mean error over seeds falls the
+    most (%), flagged when it falls by more than :data:`LEAK_FALL`."""
+    columns = [*LEAK_KEYS, "eps_from", "eps_to", "error_from", "error_to", "largest_fall", "label_leaking"]
+    means = attack.groupby([*LEAK_KEYS, "eps"], sort=True)["error"].mean().reset_index()
+    rows = []
+    for keys, group in means.groupby(LEAK_KEYS, sort=True):
+        eps, error = group["eps"].to_numpy(), group["error"].to_numpy()
+        if len(eps) < 2:
+            continue
+        falls = error[:-1] - error[1:]
+        k = int(falls.argmax())
+        rows.append(
+            dict(zip(LEAK_KEYS, keys, strict=True))
+            | {"eps_from": eps[k], "eps_to": eps[k + 1], "error_from": 100 * error[k]}
+            | {"error_to": 100 * error[k + 1], "largest_fall": 100 * falls[k]}
+            | {"label_leaking": bool(falls[k] > LEAK_FALL)}
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+#: the trust checks' margins (rate units): PGD may fall this far below FGSM before it is flagged, the
+#: masking signature is PGD this far above FGSM, a share of examples with a zero gradient this large
+PGD_SLACK, MASKING_GAP, ZERO_GRAD_SHARE = 0.01, 0.10, 0.01
+#: an eps this large lets a multi-step attack reach nearly any image: its error must pass one half (above
+#: chance for any number of classes would be a stronger bar than a model could be held to by the table)
+LARGE_EPS, LARGE_EPS_ERROR = 0.5, 0.5
+TRUST_COLUMNS = [
+    "model", "regime", "eps", "clipped", "fgsm_error", "pgd_error", "bim_error", "random_sign_error",
+    "best_transfer_error", "zero_grad_share", "nonfinite_grad_share", "large_eps", "large_eps_error", "flags",
+]  # fmt: skip
+
+
+def _cell_means(table: pd.DataFrame, keys: list[str]) -> pd.Series:
+    return table.groupby([*keys, "attack", "eps", "clipped"], sort=True)["error"].mean()
+
+
+def _check_cell(errors: pd.Series, run: tuple[str, str]) -> tuple[float, bool] | None:
+    """The eps and clipping the trust checks read: .25 unclipped (the paper's) where FGSM and a multi-step
+    method both ran there, else their largest common eps (unclipped first); None without both."""
+    have = errors.loc[run]
+    multi = [m for m in ("pgd", "bim") if m in have.index.get_level_values("attack")]
+    if "fgsm" not in have.index.get_level_values("attack") or not multi:
+        return None
+    common = set(have.loc["fgsm"].index) & set(have.loc[multi[0]].index)
+    if (0.25, False) in common:
+        return 0.25, False
+    return max(common, key=lambda cell: (cell[0], not cell[1])) if common else None
+
+
+def trust_checks(attack: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
+    """Per model, the checks that an FGSM error is a trustworthy robustness number (Carlini et al. 2019;
+    Athalye et al. 2018), read at one eps (:func:`_check_cell`), means over seeds (%). Flags: PGD below
+    FGSM (a broken attack), PGD far above FGSM (FGSM's number masks the model's weakness), a random sign
+    doing as well as FGSM (a gradient that points nowhere), examples with zero or non-finite input
+    gradients, another model's examples beating the model's own, an error that falls as eps grows."""
+    if attack.empty:
+        return pd.DataFrame(columns=TRUST_COLUMNS)
+    errors = _cell_means(attack, ["model", "regime"])
+    leaking = label_leaking(attack)
+    flagged = leaking[leaking["label_leaking"]]
+    leaky = set(zip(flagged["model"], flagged["regime"], strict=True))
+    fgsm = attack[attack["attack"] == "fgsm"]
+    grads = fgsm.groupby(["model", "regime"])[["n_zero_grad", "n_nonfinite_grad", "n"]].sum(min_count=1)
+    rows = []
+    for run in dict.fromkeys(zip(attack["model"], attack["regime"], strict=True)):
+        cell = _check_cell(errors, run)
+        eps, clipped = cell if cell else (float("nan"), False)
+        err = {m: _at(errors, (*run, m, eps, clipped)) for m in ("fgsm", "pgd", "bim", "random_sign")}
+        best_transfer = _best_transfer(transfer, run, eps, clipped)
+        zero = nonfinite = float("nan")
+        if run in grads.index and pd.notna(grads.loc[run, "n_zero_grad"]):
+            zero = grads.loc[run, "n_zero_grad"] / grads.loc[run, "n"]
+            nonfinite = grads.loc[run, "n_nonfinite_grad"] / grads.loc[run, "n"]
+        large_eps, large_error = _large_eps(attack, run)
+        flags = _flags(err, best_transfer, zero, nonfinite, run in leaky)
+        if pd.notna(large_error) and large_error < LARGE_EPS_ERROR:
+            flags.append(f"accuracy above one half at eps {large_eps:g}")
+        rows.append(
+            {"model": run[0], "regime": run[1], "eps": eps, "clipped": clipped}
+            | {f"{m}_error": 100 * v for m, v in err.items()}
+            | {"best_transfer_error": 100 * best_transfer, "zero_grad_share": 100 * zero}
+            | {"nonfinite_grad_share": 100 * nonfinite, "large_eps": large_eps}
+            | {"large_eps_error": 100 * large_error, "flags": "; ".join(flags)}
+        )
+    return pd.DataFrame(rows, columns=TRUST_COLUMNS)
+
+
+def _large_eps(attack: pd.DataFrame, run: tuple[str, str]) -> tuple[float, float]:
+    """The largest eps of at least :data:`LARGE_EPS` a multi-step attack ran at on ``run``, and its
+    highest mean error there over methods and clipping (NaN, NaN where none did)."""
+    rows = attack[
+        (attack["model"] == run[0])
+        & (attack["regime"] == run[1])
+        & attack["attack"].isin(["pgd", "bim"])
+        & (attack["eps"] >= LARGE_EPS)
+    ]
+    if rows.empty:
+        return float("nan"), float("nan")
+    eps = float(rows["eps"].max())
+    at = rows[(rows["eps"] - eps).abs() < 1e-9]
+    return eps, float(at.groupby(["attack", "clipped"])["error"].mean().max())
+
+
+def _best_transfer(transfer: pd.DataFrame, run: tuple[str, str], eps: float, clipped: bool) -> float:
+    """The highest mean error (over seeds) of another model's FGSM examples on ``run``, at one cell."""
+    if transfer.empty or pd.isna(eps):
+        return float("nan")
+    onto = transfer[
+        (transfer["target_model"] == run[0])
+        & (transfer["target_regime"] == run[1])
+        & (transfer["attack"] == "fgsm")
+        & ((transfer["eps"] - eps).abs() < 1e-9)
+        & (transfer["clipped"] == clipped)
+    ]
+    if onto.empty:
+        return float("nan")
+    return float(onto.groupby(["source_model", "source_regime"])["error"].mean().max())
+
+
+def _at(series: pd.Series, key: tuple) -> float:
+    """The mean error of one cell (NaN where it did not run); eps matched to float rounding."""
+    *head, eps, clipped = key
+    if pd.isna(eps):
+        return float("nan")
+    try:
+        cells = series.loc[tuple(head)]
+    except KeyError:
+        return float("nan")
+    hits = [v for (e, c), v in cells.items() if abs(e - eps) < 1e-9 and c == clipped]
+    return float(max(hits)) if hits else float("nan")
+
+
+def _flags(err: dict[str, float], transfer: float, zero: float, nonfinite: float, leaky: bool) -> list[str]:
+    flags = []
+    multi = max((err[m] for m in ("pgd", "bim") if pd.notna(err[m])), default=float("nan"))
+    if pd.notna(multi) and multi < err["fgsm"] - PGD_SLACK:
+        flags.append("multi-step attack below FGSM")
+    if pd.notna(multi) and multi > err["fgsm"] + MASKING_GAP:
+        flags.append(f"masking signature: multi-step {100 * multi:.1f}% vs FGSM {100 * err['fgsm']:.1f}%")
+    if pd.notna(err["random_sign"]) and err["random_sign"] >= err["fgsm"]:
+        flags.append("random sign as strong as FGSM")
+    if pd.notna(transfer) and transfer > err["fgsm"] + PGD_SLACK:
+        flags.append("transferred examples beat its own")
+    if pd.notna(zero) and zero > ZERO_GRAD_SHARE:
+        flags.append("zero input gradients")
+    if pd.notna(nonfinite) and nonfinite > 0:
+        flags.append("non-finite input gradients")
+    if leaky:
+        flags.append("error falls as eps grows")
+    return flags
 
 
 def training_cost(curves: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +255,7 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
     """The per-experiment tables (values in %): name -> table."""
     transfer = mean_sd(
         tables["transfer"],
-        ["source_model", "source_regime", "target_model", "target_regime", "eps", "clipped"],
+        ["source_model", "source_regime", "target_model", "target_regime", "attack", "eps", "clipped"],
         ["error", "mean_conf_wrong"],
     )
     agreement = mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
@@ -112,9 +273,22 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
     best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
     training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
     return {
-        "attack_summary": Table(attack_summary(tables["attack"]), "FGSM on the test set (%)."),
+        "attack_summary": Table(
+            attack_summary(tables["attack"]),
+            "Attacks on the test set (%): FGSM (the paper's) and the other methods of attack.methods.",
+        ),
+        "trust_checks": Table(
+            trust_checks(tables["attack"], tables["transfer"]),
+            "Can the FGSM error be trusted? Per model at one eps (%), FGSM against multi-step attacks, a "
+            "random sign and other models' examples, with input gradients that are zero or not finite.",
+        ),
+        "label_leaking": Table(
+            label_leaking(tables["attack"]),
+            "Label leaking: the neighbouring eps where the FGSM error (mean over seeds, %) falls most; "
+            f"flagged when it falls by more than {100 * LEAK_FALL:g} points.",
+        ),
         "transfer_summary": Table(
-            _percent(transfer), "FGSM transfer: the source's examples on the target (%)."
+            _percent(transfer), "Transfer: the source's adversarial examples on the target (%)."
         ),
         "agreement_summary": Table(
             _percent(agreement), "Cross-model agreement on the reference's FGSM examples (%)."

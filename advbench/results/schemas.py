@@ -28,6 +28,9 @@ _COUNTS = [
     pa.field("mean_conf_wrong", pa.float64(), nullable=True),
     pa.field("mean_conf", pa.float64(), nullable=False),
     pa.field("max_perturbation", pa.float64(), nullable=False),
+    # FGSM rows: test examples whose input gradient is zero everywhere, or not finite (gradient masking)
+    pa.field("n_zero_grad", pa.int64(), nullable=True),
+    pa.field("n_nonfinite_grad", pa.int64(), nullable=True),
 ]
 
 

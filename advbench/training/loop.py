@@ -21,7 +21,7 @@ from torch import nn
 
 from advbench.attacks import fgsm
 from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
-from advbench.evaluation.scores import fgsm_scores
+from advbench.evaluation.scores import error_rate, fgsm_scores
 from advbench.models.architectures import (
     MaxoutMLP,
     apply_max_col_norm,
@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Tensors:
-    """Float inputs in [0, 1] and int64 labels of the splits a training run needs."""
+    """Float inputs in [0, 1] and int64 labels of the splits a training run needs; for a ``static`` regime
+    also the fixed adversarial examples of both splits (row for row)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    fixed_train: torch.Tensor | None = None
+    fixed_val: torch.Tensor | None = None
 
 
 def task_seed(*key: object) -> int:
@@ -81,19 +84,30 @@ def epoch_lr(epoch: int, t: TrainSpec) -> float:
     return t.lr * (1 - frac * (1 - t.lr_linear_factor))
 
 
-def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec) -> torch.Tensor:
+def objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    regime: RegimeSpec,
+    fixed: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Backpropagate the regime's loss into the parameters' ``.grad``; return its per-example values.
 
     For ``fgsm`` with ``grad_in_train_mode`` the perturbation's gradient comes from the same backward pass
     as the clean loss's parameter gradient (one extra forward and backward in all); no gradient flows
-    through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps.
+    through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps,
+    ``static`` with ``fixed``, the minibatch's precomputed adversarial examples.
     """
     if regime.kind == RegimeKind.CLEAN:
         clean = train_loss(model, model(x), y, "none")
         clean.mean().backward()
         return clean.detach()
     if regime.kind in NOISE_KINDS:
-        return noise_objective(model, x, y, regime)
+        return paired_objective(model, x, x + noise(x, regime), y, regime.alpha)
+    if regime.kind == RegimeKind.STATIC:
+        if fixed is None:
+            raise ValueError(f"regime {regime.name!r} (static) needs its fixed adversarial examples")
+        return paired_objective(model, x, fixed, y, regime.alpha)
     if regime.kind == RegimeKind.WORST_CASE:
         return worst_case_objective(model, x, y, regime)
     if regime.hidden_layer:
@@ -121,25 +135,30 @@ def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: Regime
 NOISE_KINDS = (RegimeKind.NOISE_SIGN, RegimeKind.NOISE_UNIFORM)
 
 
-def noise_objective(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, stacked: bool | None = None
+def paired_objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_other: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    stacked: bool | None = None,
 ) -> torch.Tensor:
-    """The noise controls' mixture ``alpha J(x) + (1 - alpha) J(x + noise)``, backpropagated.
+    """The mixture ``alpha J(x) + (1 - alpha) J(x_other)`` for inputs that do not depend on the model being
+    trained (noise, fixed adversarial examples), backpropagated.
 
-    The noise does not depend on the model, so by default both terms go through one forward and one
-    backward of the stacked batch: the same gradient as two passes, in fewer and larger matrix multiplies
-    (bench row ``noise_one_pass_speedup`` times ``stacked=False`` against it). Models with batch norm take
-    two passes: stacking would mix the two batches' statistics.
+    By default both terms go through one forward and one backward of the stacked batch: the same gradient
+    as two passes, in fewer and larger matrix multiplies (bench row ``noise_one_pass_speedup`` times
+    ``stacked=False`` against it). Models with batch norm take two passes: stacking would mix the two
+    batches' statistics.
     """
-    x_noisy = x + noise(x, regime)
     if stacked is None:
         stacked = not has_batch_norm(model)
     if stacked:
-        clean, noisy = train_loss(model, model(torch.cat([x, x_noisy])), torch.cat([y, y]), "none").chunk(2)
+        clean, other = train_loss(model, model(torch.cat([x, x_other])), torch.cat([y, y]), "none").chunk(2)
     else:
         clean = train_loss(model, model(x), y, "none")
-        noisy = train_loss(model, model(x_noisy), y, "none")
-    return backward_mixture(clean, noisy, regime.alpha)
+        other = train_loss(model, model(x_other), y, "none")
+    return backward_mixture(clean, other, alpha)
 
 
 def backward_mixture(clean: torch.Tensor, other: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -243,15 +262,19 @@ def sgd_step(
 
 
 def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, float]:
-    """Eval-mode clean and FGSM (``t.monitor_eps``) error on the first ``t.monitor_val`` validation and
-    ``t.monitor_train`` training examples (``None``: all)."""
+    """Eval-mode clean and FGSM (``t.monitor_eps``) error on the first ``t.monitor_train`` training and
+    ``t.monitor_val`` validation examples (``None``: all), FGSM on the first ``t.monitor_val_adv`` of the
+    latter. Where both parts score the same examples, the clean error is the FGSM gradient's own forward."""
     metrics = {}
     n_train, n_val = t.monitor_train or len(data.x_train), t.monitor_val or len(data.x_val)
-    for split, x, y in (
-        ("train", data.x_train[:n_train], data.y_train[:n_train]),
-        ("val", data.x_val[:n_val], data.y_val[:n_val]),
+    n_adv = min(t.monitor_val_adv or n_val, n_val)
+    for split, x, y, n in (
+        ("train", data.x_train[:n_train], data.y_train[:n_train], n_train),
+        ("val", data.x_val[:n_val], data.y_val[:n_val], n_adv),
     ):
-        clean, adv = fgsm_scores(model, model, x, y, [0.0, t.monitor_eps], [False], t.eval_batch_size)
+        clean, adv = fgsm_scores(model, model, x[:n], y[:n], [0.0, t.monitor_eps], [False], t.eval_batch_size)
+        if n < len(x):
+            clean = error_rate(model, x, y, t.eval_batch_size)
         metrics[f"{split}_error"], metrics[f"{split}_adv_error"] = clean["error"], adv["error"]
     return metrics
 
@@ -284,8 +307,10 @@ class Sgd:
         lr0: float,
         momentum: float,
         gen: torch.Generator,
+        fixed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, float]:
-        """One pass over ``(x, y)`` in random minibatches; per-example objective values and the last lr."""
+        """One pass over ``(x, y)`` (and ``fixed``, the static regime's examples, row for row) in random
+        minibatches; per-example objective values and the last lr."""
         params: list[torch.Tensor] = list(self.model.parameters())
         losses = torch.empty(len(x), device=x.device)
         self.model.train()
@@ -294,7 +319,7 @@ class Sgd:
             idx = idx.to(x.device)
             for p in params:
                 p.grad = None
-            losses[idx] = objective(self.model, x[idx], y[idx], regime)
+            losses[idx] = objective(self.model, x[idx], y[idx], regime, None if fixed is None else fixed[idx])
             if regime.l1_first_layer:
                 losses[idx] += add_l1_first_layer(self.model, regime.l1_first_layer)
             lr = lr_at(self.step, t, lr0)
@@ -449,8 +474,10 @@ def train_model(
     seed: int,
     tag: str = "",
     store: StateStore | None = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Train one model; return its final state dict and one curve row per epoch.
+    """Train one model, from fresh weights or from ``init``; return its final state dict and one curve row
+    per epoch.
 
     Stage 1 trains on the training split and keeps the epoch with the lowest validation error (clean or
     adversarial as ``select_on`` says), stopping after ``patience`` epochs without improvement. With
@@ -461,6 +488,8 @@ def train_model(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build(spec, gen).to(data.x_train.device)
+    if init is not None:
+        model.load_state_dict(init)
     run = Run(spec, regime, data, gen, tag, model, Sgd(model, spec))
     state = store.load() if store else None
     if state is not None:
@@ -500,8 +529,9 @@ def train_stage1(run: Run, store: StateStore | None, progress: ProgressLog) -> N
     t = run.spec.train
     for epoch in range(len(run.curves) + 1, t.max_epochs + 1):
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
+        data = run.data
         losses, lr = run.sgd.epoch(
-            run.data.x_train, run.data.y_train, run.regime, t, epoch_lr(epoch, t), momentum, run.gen
+            data.x_train, data.y_train, run.regime, t, epoch_lr(epoch, t), momentum, run.gen, data.fixed_train
         )
         train_loss = float(losses.mean())
         _check_finite(train_loss, run.spec, run.regime, epoch)
@@ -534,12 +564,17 @@ def retrain_on_all(run: Run, store: StateStore | None, progress: ProgressLog) ->
     falls to stage 1's training objective at its best epoch, at most ``retrain_max_epochs``."""
     t, data = run.spec.train, run.data
     x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    fixed = None
+    if data.fixed_train is not None and data.fixed_val is not None:
+        fixed = torch.cat([data.fixed_train, data.fixed_val])
     n_train = len(data.x_train)
     stage1 = sum(r["stage"] == 1 for r in run.curves)
     last = stage1 + t.retrain_max_epochs
     for epoch in range(len(run.curves) + 1, last + 1):
         start = time.perf_counter()
-        losses, lr = run.sgd.epoch(x_all, y_all, run.regime, t, t.retrain_lr, t.retrain_momentum, run.gen)
+        losses, lr = run.sgd.epoch(
+            x_all, y_all, run.regime, t, t.retrain_lr, t.retrain_momentum, run.gen, fixed
+        )
         _check_finite(float(losses.mean()), run.spec, run.regime, epoch)
         held_out = float(losses[n_train:].mean())
         row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}

@@ -58,10 +58,12 @@ def code_version() -> str:
 
 
 def data_digest(data: Tensors) -> str:
-    """A hash of the task's training and validation tensors."""
+    """A hash of the task's training and validation tensors (with a static regime's fixed examples, which
+    also stand for the source model they came from)."""
     digest = hashlib.blake2b(digest_size=16)
-    for t in (data.x_train, data.y_train, data.x_val, data.y_val):
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for t in (data.x_train, data.y_train, data.x_val, data.y_val, data.fixed_train, data.fixed_val):
+        if t is not None:
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

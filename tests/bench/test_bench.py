@@ -104,7 +104,8 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     assert list(save["model"]) == ["maxout240"] and 0 < save["value"].iloc[0] < 1
     assert save["verdict"].iloc[0] in ("met", "missed")  # a single timing: no interval, no "within noise"
     monitoring = rows[rows["metric"].str.startswith("monitoring_seconds_")].set_index("metric")["value"]
-    assert set(monitoring.index) == {"monitoring_seconds_default", "monitoring_seconds_paper_recipe"}
+    sizes = ("default", "paper_recipe", "headline")
+    assert set(monitoring.index) == {f"monitoring_seconds_{k}" for k in sizes}
     assert (monitoring > 0).all()  # the paper recipe's scores more validation examples (quick: both capped)
 
 

@@ -46,7 +46,7 @@ def test_each_budget_is_a_workflow_run_with_its_cap(budgets):
 def test_the_rows_are_the_runs_own_results(budgets):
     root, plan, table = budgets
     for budget, row in zip(plan, table.iloc[:-1].to_dict("records"), strict=True):
-        attack = _read(root / budget.name, "attack/*/model=maxout/regime=clean/fgsm.parquet")
+        attack = _read(root / budget.name, "attack/*/model=maxout/regime=clean/attacks.parquet")
         clean = attack[(attack["eps"] == 0.0) & ~attack["clipped"]]
         assert row["F6 naive clean"] == pytest.approx(100 * clean["error"].mean())
         fgsm = attack[(attack["eps"] == 0.25) & ~attack["clipped"]]

@@ -18,7 +18,7 @@ from advbench.evaluation.scores import fgsm_scores
 from advbench.models.architectures import build
 from advbench.models.heads import probabilities, train_loss
 from advbench.priorities import train_cost, train_priorities
-from advbench.training.loop import noise, noise_objective
+from advbench.training.loop import noise, objective
 
 EPS, CLIPS = [0.0, 0.1, 0.25], [False, True]
 
@@ -140,7 +140,7 @@ def test_noise_objective_in_one_pass_equals_two_passes(head, batch_norm):
     g = torch.Generator().manual_seed(3)
     x, y = torch.rand(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)
     torch.manual_seed(11)
-    values = noise_objective(model, x, y, regime)
+    values = objective(model, x, y, regime)
     got = [p.grad.clone() for p in model.parameters()]
     expected, expected_values = _two_pass_noise_gradient(model, x, y, regime, seed=11)
     assert torch.allclose(values, expected_values, atol=1e-6)

@@ -24,7 +24,7 @@ from advbench.results.tables import read_meta, read_table
 pytestmark = pytest.mark.e2e
 
 RESULTS = [
-    ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/fgsm.parquet"),
+    ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/attacks.parquet"),
     ("curves", "results/metrics/curves/dataset=mnist/model=maxout/regime=clean/curves.parquet"),
 ]
 

@@ -14,11 +14,11 @@ from advbench.results.tables import read_meta, read_table
 pytestmark = pytest.mark.e2e
 
 RESULTS = [
-    ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/fgsm.parquet"),
-    ("attack", "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"),
+    ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/attacks.parquet"),
+    ("attack", "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/attacks.parquet"),
     (
         "transfer",
-        "results/metrics/transfer/dataset=mnist/source=maxout-clean/target=maxout-adversarial/fgsm.parquet",
+        "results/metrics/transfer/dataset=mnist/source=maxout-clean/target=maxout-adversarial/attacks.parquet",
     ),
     ("curves", "results/metrics/curves/dataset=mnist/model=maxout/regime=clean/curves.parquet"),
 ]

@@ -41,7 +41,7 @@ from advbench.training.state import read_document
 
 pytestmark = pytest.mark.e2e
 
-SOFTMAX_ATTACK = "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"
+SOFTMAX_ATTACK = "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/attacks.parquet"
 FAULT_RUN = "dataset=mnist/model=maxout/regime=adversarial"
 FAULT_CURVES = f"results/metrics/curves/{FAULT_RUN}/curves.parquet"
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -37,8 +38,15 @@ def test_paper_table_rows_and_values(smoke_run):
     tutorial = deep[deep["note"].str.startswith("reference value from PyTorch FGSM tutorial")]
     assert len(tutorial) == 7 and tutorial["paper"].notna().all()
     sections = table[table["id"].isin(["S5", "S6"])]
-    assert len(sections) == 14 and (sections["n_seeds"] == 2).all(), sections
-    assert sections["paper"].isna().all() and sections["verdict"].isin(["direction holds", "differs"]).all()
+    # static augmentation's ratio sweep (2 : 1, 1 : 2) is the paper preset's; its 1 : 1 runs in smoke
+    ratios = sections["experiment"].str.contains("augmentation (?:2 : 1|1 : 2)")
+    assert len(sections) == 22 and ratios.sum() == 4 and (sections.loc[ratios, "verdict"] == "not run").all()
+    ran = sections[~ratios]
+    assert (ran["n_seeds"] == 2).all() and ran["experiment"].str.contains("static augmentation").sum() == 4
+    assert sections["paper"].isna().all() and ran["verdict"].isin(["direction holds", "differs"]).all()
+    leaking = pd.read_csv(smoke_run / "results/tables/label_leaking.csv")
+    assert {"softmax-static", "maxout-static"} <= set(leaking["model"] + "-" + leaking["regime"])
+    assert leaking["label_leaking"].dtype == bool and (leaking["eps_from"] < leaking["eps_to"]).all()
     mnist = table[table["id"].isin(MNIST_FIGURES) & ~table["experiment"].str.contains("CIFAR")]
     assert (mnist["n_seeds"] == 2).all(), mnist[mnist["n_seeds"] != 2]
     assert set(mnist["verdict"]) <= {"matches", "direction holds", "differs", "shown in figure", "undefined"}
@@ -55,15 +63,31 @@ def test_paper_table_rows_and_values(smoke_run):
 
 
 def test_attack_results_are_sane(smoke_run):
-    path = smoke_run / "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/fgsm.parquet"
-    attack = read_table(path, "attack").to_pandas()
-    assert len(attack) == 2 * 3 * 2  # seeds x eps x clipping
+    path = smoke_run / "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/attacks.parquet"
+    every = read_table(path, "attack").to_pandas()
+    # seeds x clipping x (eps for the single-step methods, multistep.eps for bim and pgd)
+    assert every.groupby("attack").size().to_dict() == {
+        "fgsm": 12, "fgsm_ll": 12, "random_sign": 12, "bim": 8, "pgd": 8
+    }  # fmt: skip
+    assert (every["n"] == 1000).all() and (every["max_perturbation"] <= every["eps"] + 1e-6).all()
+    attack = every[every["attack"] == "fgsm"]
     mean = attack[~attack["clipped"]].groupby("eps")["error"].mean()
     assert mean.loc[0.0] < 0.3 and mean.is_monotonic_increasing and mean.loc[0.25] > 0.5
-    assert (attack["n"] == 1000).all() and (attack["max_perturbation"] <= attack["eps"] + 1e-6).all()
+    at = every[np.isclose(every["eps"], 0.25) & every["clipped"]].groupby("attack")["error"].mean()
+    assert at["pgd"] >= at["fgsm"] - 0.01 and at["random_sign"] < at["fgsm"]  # the weakest, the strongest
+    assert (attack["n_zero_grad"] == 0).all()  # counted with FGSM's gradient only
+    assert every.loc[every["attack"] != "fgsm", "n_zero_grad"].isna().all()
     maxout = read_table(Path(str(path).replace("softmax", "maxout")), "attack").to_pandas()
+    maxout = maxout[maxout["attack"] == "fgsm"]
     maxout_mean = maxout[~maxout["clipped"]].groupby("eps")["error"].mean()
     assert maxout_mean.loc[0.0] < 0.5 < maxout_mean.loc[0.25]  # it learned, and FGSM breaks it
+    trust = pd.read_csv(smoke_run / "results/tables/trust_checks.csv")
+    runs = trust["model"] + "-" + trust["regime"]
+    attacked = runs.isin(["softmax-clean", "maxout-clean", "maxout-adversarial"])
+    checked = trust[attacked]  # the smoke preset's runs with every method; the others FGSM alone
+    assert len(checked) == 3 and checked["pgd_error"].notna().all() and (checked["large_eps"] == 1.0).all()
+    assert trust.loc[~attacked, "pgd_error"].isna().all()
+    assert (checked["large_eps_error"] > 50).all(), checked  # at eps 1 PGD reaches nearly any image
     meta = read_meta(path)
     assert meta["rule"] == "attack" and meta["config_hash"] != "unknown" and meta["node_ids"]
     assert meta["ray_address"] == "embedded (shared by the workflow run)"
@@ -82,6 +106,8 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
         ("maxout1600-adversarial", "maxout-clean"),
         ("maxout1600-clean", "maxout1600-adversarial"),  # and read as 1600 units
         ("maxout1600-adversarial", "maxout1600-clean"),
+        ("softmax-clean", "softmax-static"),  # the static models on the fixed kind of examples
+        ("maxout-clean", "maxout-static"),
     }
     curves_path = (
         smoke_run / "results/metrics/curves/dataset=mnist/model=maxout/regime=adversarial/curves.parquet"

@@ -1,6 +1,7 @@
 rule train:
     input:
         data=lambda w: PLAN.data(w.dataset),
+        sources=lambda w: PLAN.train_sources(w.dataset, w.model, w.regime),
     output:
         checkpoints=expand(PATHS["checkpoint"], seed=SEEDS, allow_missing=True),
         curves=PATHS["curves"],
@@ -24,7 +25,8 @@ rule train:
         run_advbench(
             "train --data {input.data} --job {params.job:q} --members {params.members}"
             " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
-            " --checkpoints {output.checkpoints} --curves {output.curves} --threads {threads} --log {log}"
+            " --checkpoints {output.checkpoints} --curves {output.curves} --sources {input.sources}"
+            " --threads {threads} --log {log}"
         )
 
 

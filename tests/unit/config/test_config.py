@@ -257,7 +257,7 @@ def test_spec_defaults_are_the_schemas():
 
 def test_the_closed_sets_are_the_schemas_enums():
     from advbench.config.schema import load_schema
-    from advbench.config.specs import Arch, Head, LabelSource, Perturb, RegimeKind, SelectOn
+    from advbench.config.specs import Arch, Head, Init, LabelSource, Perturb, RegimeKind, SelectOn
 
     schema = load_schema()
     enums = {
@@ -265,6 +265,7 @@ def test_the_closed_sets_are_the_schemas_enums():
         Head: schema["definitions"]["model"]["properties"]["output"],
         RegimeKind: schema["definitions"]["regime"]["properties"]["kind"],
         Perturb: schema["definitions"]["regime"]["properties"]["perturb"],
+        Init: schema["definitions"]["regime"]["properties"]["init"],
         SelectOn: schema["definitions"]["train"]["properties"]["select_on"],
         LabelSource: schema["properties"]["attack"]["properties"]["label_source"],
     }

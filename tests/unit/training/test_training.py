@@ -178,3 +178,25 @@ def test_l1_on_the_first_layer():
     sparse, _ = train_model(spec, l1, _tensors(), seed=0)
     dense, _ = train_model(spec, plain, _tensors(), seed=0)
     assert sparse["linear.weight"].abs().sum() < 0.8 * dense["linear.weight"].abs().sum()
+
+
+def test_the_fgsm_part_of_the_monitoring_can_score_fewer_validation_examples():
+    """``monitor_val_adv`` cuts the FGSM part only: the clean validation error (the paper's choice of the
+    best epoch) still counts every monitored example."""
+    from advbench.evaluation.scores import error_rate, fgsm_scores
+    from advbench.training.loop import epoch_metrics
+
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.rand(300, 784, generator=g), torch.randint(0, 10, (300,), generator=g)
+    model = _model()
+    with torch.no_grad():
+        model.linear.weight.normal_(0, 0.05, generator=g)
+    t = TrainSpec(monitor_train=100, monitor_val=None, monitor_val_adv=50, eval_batch_size=64)
+    t = replace(t, monitor_eps=0.01)
+    metrics = epoch_metrics(model, Tensors(x[:200], y[:200], x[200:], y[200:]), t)
+    full = fgsm_scores(model, model, x[200:], y[200:], [0.0, 0.01], [False], 64)
+    first = fgsm_scores(model, model, x[200:250], y[200:250], [0.0, 0.01], [False], 64)
+    assert metrics["val_error"] == full[0]["error"] == error_rate(model, x[200:], y[200:], 64)["error"]
+    assert metrics["val_adv_error"] == first[1]["error"] != full[1]["error"]
+    same = epoch_metrics(model, Tensors(x[:200], y[:200], x[200:], y[200:]), replace(t, monitor_val_adv=None))
+    assert same["val_adv_error"] == full[1]["error"] and same["val_error"] == metrics["val_error"]
