@@ -118,12 +118,15 @@ def _cell_means(table: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 def _check_cell(errors: pd.Series, run: tuple[str, str]) -> tuple[float, bool] | None:
     """The eps and clipping the trust checks read: .25 unclipped (the paper's) where FGSM and a multi-step
-    method both ran there, else their largest common eps (unclipped first); None without both."""
+    method (if one ran) both ran there, else their largest common eps (unclipped first); None without
+    FGSM."""
     have = errors.loc[run]
-    multi = [m for m in ("pgd", "bim") if m in have.index.get_level_values("attack")]
-    if "fgsm" not in have.index.get_level_values("attack") or not multi:
+    methods = set(have.index.get_level_values("attack"))
+    if "fgsm" not in methods:
         return None
-    common = set(have.loc["fgsm"].index) & set(have.loc[multi[0]].index)
+    common = set(have.loc["fgsm"].index)
+    for multi in [m for m in ("pgd", "bim") if m in methods][:1]:
+        common &= set(have.loc[multi].index)
     if (0.25, False) in common:
         return 0.25, False
     return max(common, key=lambda cell: (cell[0], not cell[1])) if common else None
