@@ -141,16 +141,18 @@ def pgd_restarts(
 ) -> torch.Tensor:
     """PGD (random start) ``restarts`` times; per example the restart that fools the model, else the one of
     the highest loss (Madry et al.: an example counts as broken when any restart breaks it)."""
-    best, best_key = x.detach(), torch.full((len(x),), -float("inf"), device=x.device)
+    best = x.detach()
+    best_fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     for _ in range(restarts):
         x_adv = linf_pgd(model, x, y, eps, steps, step_size, True, clip, generator=generator)
         with attack_mode(model), torch.inference_mode():
             out = model(x_adv)
-            # fooled examples rank above every unfooled one, then by loss
-            key = attack_loss(model, out, y, "none") + 1e9 * (out.argmax(dim=1) != y)
-        better = key > best_key
+            loss, fooled = attack_loss(model, out, y, "none"), out.argmax(dim=1) != y
+        # a fooled example ranks above every unfooled one; among equals, the higher loss
+        better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))
         best = torch.where(better[:, None], x_adv, best)
-        best_key = torch.maximum(key, best_key)
+        best_fooled, best_loss = best_fooled | fooled, torch.where(better, loss, best_loss)
     return best
 
 

@@ -64,6 +64,7 @@ class Method(StrEnum):
     BIM = "bim"
     PGD = "pgd"
     FGSM_LL = "fgsm_ll"
+    FGSM_PRED = "fgsm_pred"
     RANDOM_SIGN = "random_sign"
 
 

@@ -155,19 +155,17 @@ def adversarial_examples(
 
 
 def single_step_direction(
-    method: str, source: nn.Module, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    method: str, source: nn.Module, x: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """The sign a single-step method moves each pixel by, for every eps at once: ``fgsm`` up the loss of
-    ``labels``, ``fgsm_ll`` down the loss of the least likely class, ``random_sign`` at random."""
+    """The sign a single-step method other than FGSM moves each pixel by, for every eps at once:
+    ``fgsm_ll`` down the loss of the least likely class, ``random_sign`` at random."""
     if method == Method.RANDOM_SIGN:
         return random_sign(torch.zeros_like(x), 1.0, generator=generator)
-    with attack_mode(source):
-        if method == Method.FGSM_LL:
+    if method == Method.FGSM_LL:
+        with attack_mode(source):
             target = least_likely(source, x)
             return input_gradient(source, x, target, least_likely_loss(source)).sign()
-        if method == Method.FGSM:
-            return input_gradient(source, x, labels).sign()
-    raise ValueError(f"not a single-step attack: {method!r}; expected fgsm, fgsm_ll or random_sign")
+    raise ValueError(f"not a single-step attack: {method!r}; expected fgsm_ll or random_sign")
 
 
 def method_scores(
@@ -184,15 +182,19 @@ def method_scores(
     generator: torch.Generator | None = None,
 ) -> list[dict]:
     """:func:`fgsm_scores` for any method: its examples crafted on ``source`` for every (eps, clipped)
-    cell, scored on ``target``. A single-step method's sign is one per batch for the whole grid; a
-    multi-step method's examples are not one direction scaled by eps, so each of its cells crafts its own."""
+    cell, scored on ``target``. ``fgsm`` is :func:`fgsm_scores` itself, ``fgsm_pred`` the same on the
+    model's predictions; a single-step method's sign is one per batch for the whole grid; a multi-step
+    method's examples are not one direction scaled by eps, so each of its cells crafts its own."""
+    if method in (Method.FGSM, Method.FGSM_PRED):
+        on = LabelSource.PREDICTED if method == Method.FGSM_PRED else label_source
+        return fgsm_scores(source, target, x, y, eps, clips, batch_size, on)
     generator = torch.Generator().manual_seed(0) if generator is None else generator
     tallies = {(e, c): Tally() for e in eps for c in clips}
-    single = method in (Method.FGSM, Method.FGSM_LL, Method.RANDOM_SIGN)
+    single = method in (Method.FGSM_LL, Method.RANDOM_SIGN)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         labels = attack_labels(source, xb, yb, label_source)
-        direction = single_step_direction(method, source, xb, labels, generator) if single else None
+        direction = single_step_direction(method, source, xb, generator) if single else None
         for (e, c), tally in tallies.items():
             if direction is not None:
                 x_adv = fgsm_from_direction(xb, direction, e, c)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from advbench.config.specs import Method
-from advbench.evaluation.scores import fgsm_scores, method_scores
+from advbench.evaluation.scores import method_scores
 from advbench.jobs.common import (
     AttackSettings,
     Trained,
@@ -43,11 +42,8 @@ def fgsm_task(
     rows = []
     for method in attack.methods:
         cells = (attack.eps_of(method), attack.clips, attack.batch_size, attack.label_source)
-        if method == Method.FGSM:  # one gradient per batch for the whole grid
-            scores = fgsm_scores(src, tgt, x, y, *cells)
-        else:
-            gen = torch.Generator().manual_seed(task_seed(dataset, source.run, target.run, seed, method))
-            scores = method_scores(src, tgt, x, y, method, *cells, attack.multistep, gen)
+        gen = torch.Generator().manual_seed(task_seed(dataset, source.run, target.run, seed, method))
+        scores = method_scores(src, tgt, x, y, method, *cells, attack.multistep, gen)
         rows += [{"attack": str(method), **row} for row in scores]
     keys = {"dataset": dataset, "seed": seed, "label_source": attack.label_source}
     if target == source:

@@ -79,8 +79,13 @@ def test_tensors(data: dict, spec: ModelSpec, device: str) -> tuple[torch.Tensor
 
 
 def load_model(trained: Trained, device: str) -> torch.nn.Module:
-    model = build(trained.spec).to(device)
-    checkpoints.load_into(model, Path(trained.checkpoint))
+    return load_checkpoint(trained.spec, trained.checkpoint, device)
+
+
+def load_checkpoint(spec: ModelSpec, checkpoint: str, device: str) -> torch.nn.Module:
+    """The model of ``spec`` with the weights of ``checkpoint``, on ``device``, in eval mode."""
+    model = build(spec).to(device)
+    checkpoints.load_into(model, Path(checkpoint))
     return model.eval()
 
 

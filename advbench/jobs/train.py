@@ -12,8 +12,14 @@ import torch
 from advbench.attacks import fgsm
 from advbench.config.specs import Init, ModelSpec, RegimeSpec
 from advbench.data.inputs import restrict_classes
-from advbench.jobs.common import input_tensor, label_tensor, ray_node_id, subset_data, write_outputs
-from advbench.models.architectures import build
+from advbench.jobs.common import (
+    input_tensor,
+    label_tensor,
+    load_checkpoint,
+    ray_node_id,
+    subset_data,
+    write_outputs,
+)
 from advbench.results import checkpoints
 from advbench.runtime.ray import RaySettings, run_tasks
 from advbench.runtime.task import init_task, task_device
@@ -47,8 +53,7 @@ def with_fixed_examples(
 ) -> tuple[Tensors, dict[str, torch.Tensor]]:
     """``tensors`` with the fixed examples of the source model (``source_checkpoint``: the same model entry
     and seed under ``regime.source_regime``) on both splits, and the source model's weights."""
-    source = build(spec).to(tensors.x_train.device)
-    checkpoints.load_into(source, Path(source_checkpoint))
+    source = load_checkpoint(spec, source_checkpoint, str(tensors.x_train.device))
     batch = spec.train.eval_batch_size
     fixed = {
         "fixed_train": fixed_examples(source, tensors.x_train, tensors.y_train, regime, batch),

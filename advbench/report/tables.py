@@ -108,6 +108,7 @@ PGD_SLACK, MASKING_GAP, ZERO_GRAD_SHARE = 0.01, 0.10, 0.01
 LARGE_EPS, LARGE_EPS_ERROR = 0.5, 0.5
 TRUST_COLUMNS = [
     "model", "regime", "eps", "clipped", "fgsm_error", "pgd_error", "bim_error", "random_sign_error",
+    "fgsm_pred_error",
     "best_transfer_error", "zero_grad_share", "nonfinite_grad_share", "large_eps", "large_eps_error", "flags",
 ]  # fmt: skip
 
@@ -136,8 +137,9 @@ def trust_checks(attack: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
     """Per model, the checks that an FGSM error is a trustworthy robustness number (Carlini et al. 2019;
     Athalye et al. 2018), read at one eps (:func:`_check_cell`), means over seeds (%). Flags: PGD below
     FGSM (a broken attack), PGD far above FGSM (FGSM's number masks the model's weakness), a random sign
-    doing as well as FGSM (a gradient that points nowhere), examples with zero or non-finite input
-    gradients, another model's examples beating the model's own, an error that falls as eps grows."""
+    doing as well as FGSM (a gradient that points nowhere), FGSM on the model's predictions beating FGSM on
+    the true labels (Kurakin et al.'s label leaking), examples with zero or non-finite input gradients,
+    another model's examples beating the model's own, an error that falls as eps grows."""
     if attack.empty:
         return pd.DataFrame(columns=TRUST_COLUMNS)
     errors = _cell_means(attack, ["model", "regime"])
@@ -146,17 +148,19 @@ def trust_checks(attack: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
     leaky = set(zip(flagged["model"], flagged["regime"], strict=True))
     fgsm = attack[attack["attack"] == "fgsm"]
     grads = fgsm.groupby(["model", "regime"])[["n_zero_grad", "n_nonfinite_grad", "n"]].sum(min_count=1)
+    large, transfers = _large_eps(attack), _best_transfer(transfer)
     rows = []
     for run in dict.fromkeys(zip(attack["model"], attack["regime"], strict=True)):
         cell = _check_cell(errors, run)
         eps, clipped = cell if cell else (float("nan"), False)
-        err = {m: _at(errors, (*run, m, eps, clipped)) for m in ("fgsm", "pgd", "bim", "random_sign")}
-        best_transfer = _best_transfer(transfer, run, eps, clipped)
+        methods = ("fgsm", "pgd", "bim", "random_sign", "fgsm_pred")
+        err = {m: _at(errors, (*run, m, eps, clipped)) for m in methods}
+        best_transfer = _at(transfers, (*run, eps, clipped))
         zero = nonfinite = float("nan")
         if run in grads.index and pd.notna(grads.loc[run, "n_zero_grad"]):
             zero = grads.loc[run, "n_zero_grad"] / grads.loc[run, "n"]
             nonfinite = grads.loc[run, "n_nonfinite_grad"] / grads.loc[run, "n"]
-        large_eps, large_error = _large_eps(attack, run)
+        large_eps, large_error = large.get(run, (float("nan"), float("nan")))
         flags = _flags(err, best_transfer, zero, nonfinite, run in leaky)
         if pd.notna(large_error) and large_error < LARGE_EPS_ERROR:
             flags.append(f"accuracy above one half at eps {large_eps:g}")
@@ -170,42 +174,29 @@ def trust_checks(attack: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TRUST_COLUMNS)
 
 
-def _large_eps(attack: pd.DataFrame, run: tuple[str, str]) -> tuple[float, float]:
-    """The largest eps of at least :data:`LARGE_EPS` a multi-step attack ran at on ``run``, and its
-    highest mean error there over methods and clipping (NaN, NaN where none did)."""
-    rows = attack[
-        (attack["model"] == run[0])
-        & (attack["regime"] == run[1])
-        & attack["attack"].isin(["pgd", "bim"])
-        & (attack["eps"] >= LARGE_EPS)
-    ]
-    if rows.empty:
-        return float("nan"), float("nan")
-    eps = float(rows["eps"].max())
-    at = rows[(rows["eps"] - eps).abs() < 1e-9]
-    return eps, float(at.groupby(["attack", "clipped"])["error"].mean().max())
+def _large_eps(attack: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per run, the largest eps of at least :data:`LARGE_EPS` a multi-step attack ran at, and the highest
+    mean error there over methods and clipping (runs where none did are absent)."""
+    rows = attack[attack["attack"].isin(["pgd", "bim"]) & (attack["eps"] >= LARGE_EPS)]
+    rows = rows[rows["eps"] == rows.groupby(["model", "regime"])["eps"].transform("max")]
+    means = rows.groupby(["model", "regime", "eps", "attack", "clipped"])["error"].mean()
+    return {(m, r): (float(e), float(v)) for (m, r, e), v in means.groupby(level=[0, 1, 2]).max().items()}
 
 
-def _best_transfer(transfer: pd.DataFrame, run: tuple[str, str], eps: float, clipped: bool) -> float:
-    """The highest mean error (over seeds) of another model's FGSM examples on ``run``, at one cell."""
-    if transfer.empty or pd.isna(eps):
-        return float("nan")
-    onto = transfer[
-        (transfer["target_model"] == run[0])
-        & (transfer["target_regime"] == run[1])
-        & (transfer["attack"] == "fgsm")
-        & ((transfer["eps"] - eps).abs() < 1e-9)
-        & (transfer["clipped"] == clipped)
-    ]
-    if onto.empty:
-        return float("nan")
-    return float(onto.groupby(["source_model", "source_regime"])["error"].mean().max())
+def _best_transfer(transfer: pd.DataFrame) -> pd.Series:
+    """Per target run and cell, the highest mean error (over seeds) of another model's FGSM examples."""
+    if transfer.empty:
+        return pd.Series(dtype=float)
+    fgsm = transfer[transfer["attack"] == "fgsm"]
+    keys = ["target_model", "target_regime", "source_model", "source_regime", "eps", "clipped"]
+    means = fgsm.groupby(keys)["error"].mean()
+    return means.groupby(level=["target_model", "target_regime", "eps", "clipped"]).max()
 
 
 def _at(series: pd.Series, key: tuple) -> float:
     """The mean error of one cell (NaN where it did not run); eps matched to float rounding."""
     *head, eps, clipped = key
-    if pd.isna(eps):
+    if pd.isna(eps) or series.empty:
         return float("nan")
     try:
         cells = series.loc[tuple(head)]
@@ -224,6 +215,9 @@ def _flags(err: dict[str, float], transfer: float, zero: float, nonfinite: float
         flags.append(f"masking signature: multi-step {100 * multi:.1f}% vs FGSM {100 * err['fgsm']:.1f}%")
     if pd.notna(err["random_sign"]) and err["random_sign"] >= err["fgsm"]:
         flags.append("random sign as strong as FGSM")
+    if pd.notna(err["fgsm_pred"]) and err["fgsm_pred"] > err["fgsm"] + PGD_SLACK:
+        true, pred = 100 * err["fgsm"], 100 * err["fgsm_pred"]
+        flags.append(f"label leaking: FGSM on true labels {true:.1f}% vs on predictions {pred:.1f}%")
     if pd.notna(transfer) and transfer > err["fgsm"] + PGD_SLACK:
         flags.append("transferred examples beat its own")
     if pd.notna(zero) and zero > ZERO_GRAD_SHARE:

@@ -67,7 +67,7 @@ def test_attack_results_are_sane(smoke_run):
     every = read_table(path, "attack").to_pandas()
     # seeds x clipping x (eps for the single-step methods, multistep.eps for bim and pgd)
     assert every.groupby("attack").size().to_dict() == {
-        "fgsm": 12, "fgsm_ll": 12, "random_sign": 12, "bim": 8, "pgd": 8
+        "fgsm": 12, "fgsm_ll": 12, "fgsm_pred": 12, "random_sign": 12, "bim": 8, "pgd": 8
     }  # fmt: skip
     assert (every["n"] == 1000).all() and (every["max_perturbation"] <= every["eps"] + 1e-6).all()
     attack = every[every["attack"] == "fgsm"]
@@ -75,8 +75,9 @@ def test_attack_results_are_sane(smoke_run):
     assert mean.loc[0.0] < 0.3 and mean.is_monotonic_increasing and mean.loc[0.25] > 0.5
     at = every[np.isclose(every["eps"], 0.25) & every["clipped"]].groupby("attack")["error"].mean()
     assert at["pgd"] >= at["fgsm"] - 0.01 and at["random_sign"] < at["fgsm"]  # the weakest, the strongest
-    assert (attack["n_zero_grad"] == 0).all()  # counted with FGSM's gradient only
-    assert every.loc[every["attack"] != "fgsm", "n_zero_grad"].isna().all()
+    assert (attack["n_zero_grad"] == 0).all()  # counted with FGSM's gradients only (true or predicted labels)
+    assert every.loc[~every["attack"].isin(["fgsm", "fgsm_pred"]), "n_zero_grad"].isna().all()
+    assert (every.loc[every["attack"] == "fgsm_pred", "n_zero_grad"] == 0).all()
     maxout = read_table(Path(str(path).replace("softmax", "maxout")), "attack").to_pandas()
     maxout = maxout[maxout["attack"] == "fgsm"]
     maxout_mean = maxout[~maxout["clipped"]].groupby("eps")["error"].mean()
