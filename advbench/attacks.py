@@ -20,11 +20,13 @@ Loss = Callable[..., torch.Tensor]
 
 
 @contextlib.contextmanager
-def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on parameters for the duration; both restored after."""
+def attack_mode(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Eval mode (unless ``eval_mode`` is False: the model's mode as it is) and ``requires_grad=False`` on
+    parameters for the duration; both restored after."""
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
+    if eval_mode:
+        model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
@@ -68,12 +70,14 @@ def linf_pgd(
     clip: tuple[float, float] | None = None,
     loss: Loss | None = None,
     generator: torch.Generator | None = None,
+    train_mode: bool = False,
 ) -> torch.Tensor:
     """Maximize ``loss`` within the L-inf ball of radius ``eps`` around ``x`` by signed-gradient steps.
 
     FGSM: ``steps=1, step_size=eps``; BIM: ``steps>1``; PGD: ``random_start=True`` as well. A single step
     of at most ``eps`` from ``x`` cannot leave the ball, so FGSM skips the projection (and is exactly
-    ``x + eps * sign(grad)``, as in torchattacks and ART).
+    ``x + eps * sign(grad)``, as in torchattacks and ART). ``train_mode``: keep the model in training
+    mode (dropout on, a new mask every step), as adversarial training may craft its examples.
     """
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
@@ -84,8 +88,10 @@ def linf_pgd(
         # drawn on the CPU, where a seeded generator lives, whatever the device
         start = torch.empty(x0.shape).uniform_(-eps, eps, generator=generator)
         x_adv = x_adv + start.to(x0.device, x0.dtype)
+        if clip is not None:  # the start, too, lies in the box (Madry et al.'s and Wong et al.'s code)
+            x_adv = x_adv.clamp(*clip)
     project = random_start or steps > 1 or step_size > eps
-    with attack_mode(model):
+    with attack_mode(model, eval_mode=not train_mode):
         for _ in range(steps):
             grad = input_gradient(model, x_adv, y, loss)
             x_adv = torch.add(x_adv, grad.sign_(), alpha=step_size)

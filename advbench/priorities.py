@@ -11,13 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from advbench.config.runs import run_entries, run_model_spec
-from advbench.config.specs import Arch, ModelSpec, regime_spec
+from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec, regime_spec
 from advbench.data.registry import dataset_info
 
 N_CLASSES = 10
 IMAGE_MODEL_MACS = 1e9  # conv maxout and GoogLeNet: far above every MLP, exact rank not needed
 FULL_TRAIN = 50_000  # examples per epoch without ``n_train`` (MNIST; CIFAR-10's 40k ranks the same)
-COST_FACTOR = {"clean": 1.0}  # every other objective takes two passes per step (FGSM, noise)
+
+
+def passes(regime: RegimeSpec) -> float:
+    """Forward-backward passes per training example and step: one clean, ``steps`` more for PGD's
+    examples, two for every other objective (FGSM, noise)."""
+    if regime.kind == RegimeKind.CLEAN:
+        return 1.0
+    return 2.0 + (regime.attack_steps if regime.kind == RegimeKind.PGD else 0)
 
 
 def forward_macs(spec: ModelSpec) -> float:
@@ -48,7 +55,7 @@ def train_cost(config: dict[str, Any], run: str) -> float:
     spec, entry = run_model_spec(config, run), run_entries(config)[run]
     regime = regime_spec(entry["regime"], config["regimes"][entry["regime"]])
     examples = spec.train.max_epochs * (spec.train.n_train or FULL_TRAIN) * entry.get("members", 1)
-    return examples * forward_macs(spec) * COST_FACTOR.get(regime.kind, 2.0)
+    return examples * forward_macs(spec) * passes(regime)
 
 
 def train_priorities(config: dict[str, Any]) -> dict[str, int]:

@@ -54,7 +54,7 @@ class Budget:
             "seeds": list(self.seeds),
             "models": {"maxout": {"train": {"max_epochs": self.epochs}}},
             "runs": runs,
-            "transfer": {"pairs": pairs},
+            "transfer": {"pairs": pairs, "matrix": []},
             **dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish")),
             "report": {"examples": list(RUNS), "weights": list(RUNS)},
         }

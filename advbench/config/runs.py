@@ -19,6 +19,16 @@ def split_run_id(run: str) -> tuple[str, str]:
     return model, regime
 
 
+def transfer_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (source, target) transfer pair: ``transfer.pairs`` in their order, then every ordered pair of
+    two different runs of ``transfer.matrix`` not among them."""
+    transfer = config.get("transfer", {})
+    pairs = [(p["source"], p["target"]) for p in transfer.get("pairs", [])]
+    matrix = transfer.get("matrix", [])
+    pairs += [(s, t) for s in matrix for t in matrix if s != t and (s, t) not in pairs]
+    return pairs
+
+
 def run_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The config's runs by run id."""
     return {run_id(r["model"], r["regime"]): r for r in config["runs"]}

@@ -36,6 +36,8 @@ class Head(StrEnum):
 class RegimeKind(StrEnum):
     CLEAN = "clean"
     FGSM = "fgsm"
+    FGSM_RS = "fgsm_rs"
+    PGD = "pgd"
     NOISE_SIGN = "noise_sign"
     NOISE_UNIFORM = "noise_uniform"
     WORST_CASE = "worst_case"
@@ -106,6 +108,8 @@ class TrainSpec:
     monitor_train: int | None = _TRAIN["monitor_train"]
     monitor_val: int | None = _TRAIN["monitor_val"]
     monitor_val_adv: int | None = _TRAIN["monitor_val_adv"]
+    monitor_pgd: int | None = _TRAIN["monitor_pgd"]
+    monitor_pgd_steps: int = _TRAIN["monitor_pgd_steps"]
     retrain: bool = _TRAIN["retrain"]
     retrain_lr: float = _TRAIN["retrain_lr"]
     retrain_momentum: float = _TRAIN["retrain_momentum"]
@@ -157,7 +161,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RegimeSpec:
-    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, its
+    """Training objective: ``clean``, the paper's FGSM objective ``alpha*J(x) + (1-alpha)*J(x_adv)``, the
+    same mixture with the examples of fast adversarial training (``fgsm_rs``) or of PGD (``pgd``), its
     noise controls (``noise_sign``, ``noise_uniform``), §5's closed form of the adversarial term for a
     linear model (``worst_case``, optionally ``pairwise``), or static augmentation with fixed FGSM examples
     of a trained ``source_regime`` model (``static``); optionally plus L1 weight decay on the first
@@ -171,6 +176,8 @@ class RegimeSpec:
     grad_in_train_mode: bool = _REGIME["grad_in_train_mode"]
     l1_first_layer: float = _REGIME["l1_first_layer"]
     pairwise: bool = _REGIME["pairwise"]
+    steps: int = _REGIME["steps"]
+    step_size: float | None = _REGIME["step_size"]
     perturb: Perturb = _REGIME["perturb"]
     source_regime: str = _REGIME["source_regime"]
     init: Init = _REGIME["init"]
@@ -184,6 +191,19 @@ class RegimeSpec:
     def source(self) -> str | None:
         """A ``static`` regime's source regime (the model whose FGSM examples it trains on); else None."""
         return self.source_regime if self.kind == RegimeKind.STATIC else None
+
+    @property
+    def attack_steps(self) -> int:
+        """The signed-gradient steps that make an ``fgsm_rs`` or ``pgd`` training example."""
+        return self.steps if self.kind == RegimeKind.PGD else 1
+
+    @property
+    def attack_step(self) -> float:
+        """One such step in input units: ``step_size * eps``, by default Wong et al.'s 1.25 eps for
+        ``fgsm_rs`` and Madry et al.'s 2.5 eps / steps for ``pgd``."""
+        if self.step_size is not None:
+            return self.step_size * self.eps
+        return (1.25 if self.kind == RegimeKind.FGSM_RS else 2.5 / self.attack_steps) * self.eps
 
     @property
     def hidden_layer(self) -> int:

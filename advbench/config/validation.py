@@ -28,12 +28,27 @@ def check_experiment(config: dict[str, Any]) -> None:
         if pair["source"] == pair["target"]:
             raise ConfigError(f"transfer.pairs[{i}]: source and target are both {pair['source']!r}")
         _check_same_dataset(config, [pair["source"], pair["target"]], f"transfer.pairs[{i}]")
+    _check_matrix(config, single)
     _check_report(config, single)
     _check_evaluations(config, runs, single)
     for name in config.get("ray", {}).get("cpu_models", []):
         if name not in config["models"]:
             known = sorted(config["models"])
             raise ConfigError(f"ray.cpu_models: {name!r} is not a model; expected one of {known}")
+
+
+def _check_matrix(config: dict[str, Any], single: list[str]) -> None:
+    """``transfer.matrix`` names trained single-model runs of one dataset whose models see the same
+    classes: each one's examples are scored by every other."""
+    matrix = config.get("transfer", {}).get("matrix", [])
+    for i, run in enumerate(matrix):
+        _check_ref(run, single, f"transfer.matrix[{i}]")
+    _check_same_dataset(config, matrix, "transfer.matrix")
+    classes = {run: run_model_entry(config, run).get("classes") for run in matrix}
+    if len({str(c) for c in classes.values()}) > 1:
+        raise ConfigError(
+            f"transfer.matrix: its runs must classify the same classes; found {classes} (null = all)"
+        )
 
 
 def _check_report(config: dict[str, Any], single: list[str]) -> None:

@@ -193,8 +193,9 @@ def method_scores(
     single = method in (Method.FGSM_LL, Method.RANDOM_SIGN)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        labels = attack_labels(source, xb, yb, label_source)
         direction = single_step_direction(method, source, xb, generator) if single else None
+        # the single-step methods here pick their own target (least likely class) or none: no forward pass
+        labels = yb if single else attack_labels(source, xb, yb, label_source)
         for (e, c), tally in tallies.items():
             if direction is not None:
                 x_adv = fgsm_from_direction(xb, direction, e, c)

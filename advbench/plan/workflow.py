@@ -23,6 +23,7 @@ from advbench.config.runs import (
     run_id,
     run_model_spec,
     split_run_id,
+    transfer_pairs,
 )
 from advbench.config.specs import regime_spec, spec_to_json
 from advbench.data.registry import dataset_info
@@ -105,7 +106,7 @@ class Plan:
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
-        return [(p["source"], p["target"]) for p in self.config["transfer"]["pairs"]]
+        return transfer_pairs(self.config)
 
     @property
     def subset(self) -> dict[str, int | None]:

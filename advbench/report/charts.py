@@ -54,7 +54,8 @@ def run_label(model: str, regime: str) -> str:
 def _run_bands(ax: plt.Axes, df: pd.DataFrame, x: str, metric: str) -> None:
     """One line per (model, regime): mean of ``metric`` (%) over seeds against ``x``, with a ± sd band."""
     for i, ((model, regime), run) in enumerate(df.groupby(RUN_KEYS, sort=True)):
-        stats = run.groupby(x)[metric].agg(["mean", "std"]).fillna(0.0) * 100
+        stats = run.groupby(x)[metric].agg(["mean", "std"]) * 100
+        stats["std"] = stats["std"].fillna(0.0)  # one seed: no band
         xs, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
         st = style(i)
         ax.plot(xs, mean, ms=3.5, lw=1.4, label=run_label(model, regime), **st)
@@ -216,10 +217,11 @@ def _eps_lines(
 
 
 def transfer_matrix(
-    attack: pd.DataFrame, transfer: pd.DataFrame, eps: float, clipped: bool = False
+    attack: pd.DataFrame, transfer: pd.DataFrame, eps: float, clipped: bool = False, stat: str = "mean"
 ) -> pd.DataFrame:
-    """Mean error (%) of each target on each source's FGSM examples, over the models that take part in a
-    transfer pair; the diagonal is each model's error on its own examples (white-box)."""
+    """Error (%) of each target on each source's FGSM examples, over the models that take part in a
+    transfer pair (``transfer.pairs`` and ``transfer.matrix``), the ``stat`` (mean or std) over seeds; the
+    diagonal is each model's error on its own examples (white-box)."""
     cross = transfer.assign(
         source=transfer["source_model"] + "-" + transfer["source_regime"],
         target=transfer["target_model"] + "-" + transfer["target_regime"],
@@ -230,11 +232,11 @@ def transfer_matrix(
     )
     both = pd.concat([own, cross], ignore_index=True)
     both = both[(np.isclose(both["eps"], eps)) & (both["clipped"] == clipped)]
-    return both.pivot_table(index="source", columns="target", values="error", aggfunc="mean") * 100
+    return both.pivot_table(index="source", columns="target", values="error", aggfunc=stat) * 100
 
 
-def transfer_heatmap(matrix: pd.DataFrame, eps: float) -> Figure:
-    """Heatmap of :func:`transfer_matrix`, annotated with the percentages."""
+def transfer_heatmap(matrix: pd.DataFrame, eps: float, sd: pd.DataFrame | None = None) -> Figure:
+    """Heatmap of :func:`transfer_matrix`, annotated with the percentages (and ± their sd over seeds)."""
     fig, ax = plt.subplots(
         figsize=(1.5 * len(matrix.columns) + 3, 1.1 * len(matrix) + 1.8), layout="constrained"
     )
@@ -245,8 +247,11 @@ def transfer_heatmap(matrix: pd.DataFrame, eps: float) -> Figure:
     ax.set_xlabel("target model (classifies the examples)")
     ax.set_ylabel("source model (FGSM examples crafted on it)")
     ax.set_title(f"FGSM transfer error (%), ε = {eps:g}, unclipped\ndiagonal: each model on its own examples")
+    spread = sd.reindex(index=matrix.index, columns=matrix.columns).to_numpy() if sd is not None else None
     for (i, j), value in np.ndenumerate(values):
         text = "n/a" if np.isnan(value) else f"{value:.1f}"
+        if spread is not None and not np.isnan(value) and not np.isnan(spread[i, j]):
+            text += f"\n± {spread[i, j]:.1f}"
         ax.text(j, i, text, ha="center", va="center", color="white" if value < 60 else "black")
     fig.colorbar(image, ax=ax, label="error on the source's examples (%)")
     return fig
@@ -256,17 +261,21 @@ def training_curves(curves: pd.DataFrame) -> Figure:
     """Clean and FGSM validation error per epoch, per model and regime, mean ± sd over seeds (and ensemble
     members); stage 2 (retraining on all 60k) continues the epoch count. Where the paper gives the run's
     test error (clean, and FGSM at eps .25, the curves' default eps), a dotted line in the run's colour
-    marks it: a reference for what the schedule is heading to, not the same split."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
-    panels = [
+    marks it: a reference for what the schedule is heading to, not the same split. Runs with
+    ``train.monitor_pgd`` get a third panel, their PGD validation error (catastrophic overfitting shows as
+    it climbing while the FGSM error falls)."""
+    panels: list[tuple[str, str, str, float | None]] = [  # metric, title, scale, eps of the paper's line
         ("val_error", "clean validation error", "log", 0.0),
         ("val_adv_error", "FGSM validation error", "linear", 0.25),
     ]
+    if "val_pgd_error" in curves and curves["val_pgd_error"].notna().any():
+        panels.append(("val_pgd_error", "PGD validation error", "linear", None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), layout="constrained")
     points = paper_points("error")
     for ax, (metric, title, scale, eps) in zip(axes, panels, strict=True):
         _run_bands(ax, curves, "epoch", metric)
         for i, (model, regime) in enumerate(sorted(curves.groupby(RUN_KEYS).groups)):
-            if (model, regime, eps) in points:
+            if eps is not None and (model, regime, eps) in points:
                 value = points[(model, regime, eps)] * 100
                 ax.axhline(value, color=style(i)["color"], linestyle=":", lw=1.2)
                 ax.annotate(f"paper {value:g}", (1, value), xycoords=("axes fraction", "data"), fontsize=7,
@@ -277,7 +286,7 @@ def training_curves(curves: pd.DataFrame) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3, which="both")
-        ax.set_title(f"{title} ({'log scale' if scale == 'log' else 'ε as in the regime or attack'})")
+        ax.set_title(f"{title} ({'log scale' if scale == 'log' else 'ε: train.monitor_eps'})")
     _legend_outside(fig, axes[0], "model (regime); dotted: the paper's test error")
     return fig
 

@@ -45,7 +45,8 @@ def chart(name: str, tables: dict[str, pd.DataFrame], job: dict):
     if name == "transfer_matrix":
         eps, attack, transfer = job["transfer_eps"], tables["attack"], tables["transfer"]
         matrix = charts.transfer_matrix(fgsm_rows(attack), fgsm_rows(transfer), eps)
-        return charts.transfer_heatmap(matrix, eps)
+        sd = charts.transfer_matrix(fgsm_rows(attack), fgsm_rows(transfer), eps, stat="std")
+        return charts.transfer_heatmap(matrix, eps, sd)
     if name == "training_curves":
         return charts.training_curves(tables["curves"])
     if name == "logits_vs_eps":

@@ -31,6 +31,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "trust_checks": (CAT["fgsm"], ALL_RUNS),
     "training_summary": (CAT["training"], ALL_RUNS),
     "training_cost": (CAT["training"], ALL_RUNS),
+    "catastrophic_overfitting": (CAT["training"], "runs with train.monitor_pgd"),
     "transfer_summary": (CAT["transfer"], "transfer pairs"),
     "agreement_summary": (CAT["agreement"], "agreement source and observers"),
     "ensemble_summary": (CAT["ensemble"], "ensemble run"),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from advbench.report import paper
 from advbench.report.budgets import read_table as read_budgets
+from advbench.report.overfitting import CO_RISE, catastrophic_overfitting
 from advbench.results.schemas import SCHEMAS
 from advbench.results.tables import read_kind, read_many
 from advbench.runtime.files import atomic_path
@@ -305,6 +306,12 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
         "training_summary": Table(
             _percent(training, skip=["epoch"]),
             "Selected epoch (stage 1) and its training / validation errors (%).",
+        ),
+        "catastrophic_overfitting": Table(
+            catastrophic_overfitting(curves),
+            "Catastrophic overfitting (Wong et al. 2020), per run with train.monitor_pgd: the tasks whose "
+            f"validation PGD error rose more than {100 * CO_RISE:g} points above its lowest while the FGSM "
+            "error did not, at which epoch; lowest and final PGD error, final FGSM error (%).",
         ),
         "training_cost": Table(
             training_cost(curves),

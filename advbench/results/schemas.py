@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 _KEYS = [
@@ -64,6 +64,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("train_adv_error", pa.float64(), False),
             pa.field("val_error", pa.float64(), False),
             pa.field("val_adv_error", pa.float64(), False),
+            pa.field("val_pgd_error", pa.float64(), True),  # with train.monitor_pgd only
             pa.field("seconds", pa.float64(), False),
             pa.field("is_best", pa.bool_(), False),
             pa.field("member", pa.int64(), True),

@@ -19,9 +19,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from advbench.attacks import fgsm
-from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
-from advbench.evaluation.scores import error_rate, fgsm_scores
+from advbench.attacks import fgsm, linf_pgd
+from advbench.config.specs import Method, ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
+from advbench.evaluation.scores import MultiStep, error_rate, fgsm_scores, method_scores
 from advbench.models.architectures import (
     MaxoutMLP,
     apply_max_col_norm,
@@ -110,6 +110,8 @@ def objective(
         return paired_objective(model, x, fixed, y, regime.alpha)
     if regime.kind == RegimeKind.WORST_CASE:
         return worst_case_objective(model, x, y, regime)
+    if regime.kind in RANDOM_START_KINDS:
+        return paired_objective(model, x, random_start_examples(model, x, y, regime), y, regime.alpha)
     if regime.hidden_layer:
         return hidden_fgsm_objective(model, x, y, regime)
     if regime.grad_in_train_mode:
@@ -133,6 +135,28 @@ def objective(
 
 
 NOISE_KINDS = (RegimeKind.NOISE_SIGN, RegimeKind.NOISE_UNIFORM)
+RANDOM_START_KINDS = (RegimeKind.FGSM_RS, RegimeKind.PGD)
+
+
+def random_start_examples(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec
+) -> torch.Tensor:
+    """The training examples of fast adversarial training (``fgsm_rs``: one step of 1.25 eps by default
+    from a uniform random start, projected on the eps ball; Wong et al. 2020) or of PGD training (``pgd``:
+    ``steps`` such steps; Madry et al. 2018), through the attacks' one L-inf core. Dropout stays on while
+    they are made when ``grad_in_train_mode``; the random start draws from torch's global generator, whose
+    state a training run saves and restores."""
+    return linf_pgd(
+        model,
+        x,
+        y,
+        regime.eps,
+        regime.attack_steps,
+        regime.attack_step,
+        random_start=True,
+        clip=(0.0, 1.0) if regime.clip else None,
+        train_mode=regime.grad_in_train_mode,
+    )
 
 
 def paired_objective(
@@ -151,6 +175,10 @@ def paired_objective(
     ``stacked=False`` against it). Models with batch norm take two passes: stacking would mix the two
     batches' statistics.
     """
+    if alpha == 0:  # the other term alone (fast and PGD adversarial training as their authors run them)
+        other = train_loss(model, model(x_other), y, "none")
+        other.mean().backward()
+        return other.detach()
     if stacked is None:
         stacked = not has_batch_norm(model)
     if stacked:
@@ -264,7 +292,8 @@ def sgd_step(
 def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, float]:
     """Eval-mode clean and FGSM (``t.monitor_eps``) error on the first ``t.monitor_train`` training and
     ``t.monitor_val`` validation examples (``None``: all), FGSM on the first ``t.monitor_val_adv`` of the
-    latter. Where both parts score the same examples, the clean error is the FGSM gradient's own forward."""
+    latter, PGD on the first ``t.monitor_pgd`` (``val_pgd_error``, absent without it). Where both parts
+    score the same examples, the clean error is the FGSM gradient's own forward."""
     metrics = {}
     n_train, n_val = t.monitor_train or len(data.x_train), t.monitor_val or len(data.x_val)
     n_adv = min(t.monitor_val_adv or n_val, n_val)
@@ -276,7 +305,24 @@ def epoch_metrics(model: nn.Module, data: Tensors, t: TrainSpec) -> dict[str, fl
         if n < len(x):
             clean = error_rate(model, x, y, t.eval_batch_size)
         metrics[f"{split}_error"], metrics[f"{split}_adv_error"] = clean["error"], adv["error"]
+    if t.monitor_pgd is not None:
+        metrics["val_pgd_error"] = monitor_pgd_error(model, data, t)
     return metrics
+
+
+def monitor_pgd_error(model: nn.Module, data: Tensors, t: TrainSpec) -> float:
+    """Eval-mode PGD error (``t.monitor_eps``, unclipped, one random start, ``t.monitor_pgd_steps`` steps of
+    Madry et al.'s 2.5 eps / steps) on the first ``t.monitor_pgd`` validation examples. The random starts
+    come from a generator of their own, the same every epoch: monitoring leaves the training's random
+    numbers alone, and epochs differ only by the model."""
+    n = min(t.monitor_pgd or len(data.x_val), len(data.x_val))
+    multistep = MultiStep(steps=t.monitor_pgd_steps)
+    generator = torch.Generator().manual_seed(0)
+    (row,) = method_scores(
+        model, model, data.x_val[:n], data.y_val[:n], Method.PGD, [t.monitor_eps], [False],
+        t.eval_batch_size, multistep=multistep, generator=generator,
+    )  # fmt: skip
+    return float(row["error"])
 
 
 @dataclass

@@ -94,6 +94,9 @@ def test_attack_results_are_sane(smoke_run):
     assert meta["ray_address"] == "embedded (shared by the workflow run)"
 
 
+MATRIX = ["softmax-clean", "rbf-clean", "maxout-clean"]
+
+
 def test_transfer_and_curves_and_checkpoints(smoke_run):
     tr = read_many(sorted((smoke_run / "results/metrics/transfer").rglob("*.parquet")), "transfer")
     ends = [
@@ -109,6 +112,7 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
         ("maxout1600-adversarial", "maxout1600-clean"),
         ("softmax-clean", "softmax-static"),  # the static models on the fixed kind of examples
         ("maxout-clean", "maxout-static"),
+        *{(s, t) for s in MATRIX for t in MATRIX if s != t},  # transfer.matrix: every one against every one
     }
     curves_path = (
         smoke_run / "results/metrics/curves/dataset=mnist/model=maxout/regime=adversarial/curves.parquet"
@@ -128,6 +132,18 @@ def test_transfer_and_curves_and_checkpoints(smoke_run):
     row = cost.loc[("maxout", "adversarial")]
     assert row["tasks"] == 2 and row["epochs_per_task"] == len(curves) / 2
     assert row["task_seconds"] == pytest.approx(curves["seconds"].sum(), rel=1e-6)
+
+
+def test_fast_and_pgd_training_are_watched_for_catastrophic_overfitting(smoke_run):
+    """The smoke's fgsm_rs and pgd_trained runs carry the per-epoch PGD error; the paper's runs do not."""
+    curves = read_many(sorted((smoke_run / "results/metrics/curves").rglob("*.parquet")), "curves")
+    curves = curves.to_pandas()
+    monitored = curves[curves["val_pgd_error"].notna()]
+    assert set(monitored["regime"]) == {"fgsm_rs", "pgd_trained"} and (monitored["model"] == "maxout").all()
+    assert monitored["val_pgd_error"].between(0, 1).all()
+    table = pd.read_csv(smoke_run / "results/tables/catastrophic_overfitting.csv")
+    assert sorted(table["regime"]) == ["fgsm_rs", "pgd_trained"] and (table["tasks"] == 2).all()
+    assert (table["epochs"] == 2).all() and table["overfit_tasks"].between(0, 2).all()
 
 
 def test_rerun_has_nothing_to_do(smoke_run):

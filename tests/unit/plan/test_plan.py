@@ -58,7 +58,8 @@ def test_path_fills_every_wildcard():
 def test_outputs_of_the_smoke_preset(smoke):
     cfg = smoke.config
     assert len(smoke.attack_outputs()) == len(smoke.runs)
-    assert len(smoke.transfer_outputs()) == len(cfg["transfer"]["pairs"])
+    n_matrix = len(cfg["transfer"]["matrix"])
+    assert len(smoke.transfer_outputs()) == len(cfg["transfer"]["pairs"]) + n_matrix * (n_matrix - 1)
     assert len(smoke.curves_outputs()) == len(smoke.runs) + len(smoke.member_runs)
     assert all(p.endswith(".parquet") for p in smoke.all_results())
     assert len(set(smoke.all_results())) == len(smoke.all_results())
