@@ -1,5 +1,5 @@
-"""``advbench prepare|train|attack|transfer|experiment|report|figures`` (what the rules call), ``chaos``,
-``bench``, ``budgets``, ``compare`` and ``progress``.
+"""``advbench prepare|train|attack|transfer|experiment|records|report|figures`` (what the rules call),
+``evaluate`` (a model of one's own), ``chaos``, ``bench``, ``budgets``, ``compare`` and ``progress``.
 
 Specs arrive as JSON (built from the validated config by :class:`advbench.plan.Plan`); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -137,8 +137,15 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from advbench.report.tables import make_report
 
-    table = make_report(args.results, args.out_dir, json.loads(args.run_notes), args.budgets)
+    table = make_report(args.results, args.out_dir, json.loads(args.run_notes), args.budgets, args.records)
     log.info("paper comparison:\n%s", table.to_string(index=False))
+
+
+def cmd_records(args: argparse.Namespace) -> None:
+    from advbench.report.records import write_records
+
+    written = write_records(_job(args.job), args.attack, args.curves, args.out_dir)
+    log.info("wrote %d model records and cards under %s", len(written) // 2, args.out_dir)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -203,6 +210,21 @@ def cmd_budgets(args: argparse.Namespace) -> None:
     command += " --seeds " + " ".join(map(str, args.seeds))
     write_outputs(table, args.workdir, args.doc, machine(), command)
     print(table.to_markdown(index=False, floatfmt=".2f"))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from advbench.config.specs import ConfigError
+    from advbench.models.external import ExternalModelError
+    from advbench.plan.evaluate import Evaluation, run
+
+    shape = tuple(args.input_shape) if args.input_shape else None
+    evaluation = Evaluation(args.name, args.factory, args.weights, args.torchscript, shape, args.dataset)
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    try:
+        return run(evaluation, args.workdir, args.configfile, args.cores, extra)
+    except (ConfigError, ExternalModelError) as err:
+        log.error("advbench evaluate: %s", err)
+        return 2
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -304,7 +326,21 @@ def parser() -> argparse.ArgumentParser:
         help="JSON: run id -> how it was trained where that is not the paper's schedule (row notes)",
     )
     p.add_argument("--budgets", type=Path, default=None, help="a budgets.csv of `advbench budgets`")
+    p.add_argument(
+        "--records",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="model records (files or folders): the leaderboard",
+    )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("records", help="one JSON record and Hugging Face model card per trained model")
+    p.add_argument("--attack", type=Path, nargs="+", required=True, help="attack results, one file per run")
+    p.add_argument("--curves", type=Path, nargs="*", default=[], help="training curves of the same runs")
+    p.add_argument("--job", required=True, help="JSON: each run's specs, each dataset's eps (records.py)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=cmd_records)
 
     p = sub.add_parser(
         "panels", help="the image figures' data (Parquet) from the first seed's checkpoints and test sets"
@@ -371,6 +407,22 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--doc", type=Path, default=None, help="also write the table's Markdown here")
     p.set_defaults(func=cmd_budgets)
+
+    p = sub.add_parser("evaluate", help="the paper's battery on a model of your own (docs/evaluate.md)")
+    p.add_argument("--name", required=True, help="the model's name in the tables (lowercase, a-z0-9_)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--factory", help="module:function or path/to/file.py:function returning the Module")
+    source.add_argument("--torchscript", type=Path, help="a TorchScript file (torch.jit.save) instead")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="safetensors state dict of the factory's Module"
+    )
+    p.add_argument("--input-shape", type=int, nargs="+", default=None, help="one input's shape, e.g. 1 28 28")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    p.add_argument("--configfile", type=Path, nargs="*", default=[], help="overlays after the preset's")
+    p.add_argument("--cores", default="all", help="Snakemake's --cores (default: all)")
+    p.add_argument("--workdir", type=Path, default=Path("."), help="the advbench checkout (default: .)")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: more Snakemake options")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "compare",

@@ -20,8 +20,10 @@ FULL_TRAIN = 50_000  # examples per epoch without ``n_train`` (MNIST; CIFAR-10's
 
 
 def passes(regime: RegimeSpec) -> float:
-    """Forward-backward passes per training example and step: one clean, ``steps`` more for PGD's
-    examples, two for every other objective (FGSM, noise)."""
+    """Forward-backward passes per training example and step: none for a model taken as given, one clean,
+    ``steps`` more for PGD's examples, two for every other objective (FGSM, noise)."""
+    if regime.kind == RegimeKind.NONE:
+        return 0.0
     if regime.kind == RegimeKind.CLEAN:
         return 1.0
     return 2.0 + (regime.attack_steps if regime.kind == RegimeKind.PGD else 0)

@@ -24,6 +24,7 @@ class Arch(StrEnum):
     CONV_MAXOUT = "conv_maxout"
     GOOGLENET = "googlenet"
     LENET = "lenet"
+    EXTERNAL = "external"
 
 
 class Head(StrEnum):
@@ -42,6 +43,7 @@ class RegimeKind(StrEnum):
     NOISE_UNIFORM = "noise_uniform"
     WORST_CASE = "worst_case"
     STATIC = "static"
+    NONE = "none"
 
 
 class Init(StrEnum):
@@ -152,6 +154,10 @@ class ModelSpec:
     max_kernel_norm: tuple[float, ...] | None = _MODEL["max_kernel_norm"]
     conv_lr_scale: float = _MODEL["conv_lr_scale"]
     resize: int = _MODEL["resize"]
+    factory: str | None = _MODEL["factory"]
+    weights: str | None = _MODEL["weights"]
+    torchscript: str | None = _MODEL["torchscript"]
+    input_shape: tuple[int, ...] | None = _MODEL["input_shape"]
     train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
@@ -214,7 +220,16 @@ class RegimeSpec:
 def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
     """Build a :class:`ModelSpec` from a (schema-validated) config entry."""
     fields = {k: v for k, v in entry.items() if k != "train"}
-    for key in ("classes", "channels", "kernels", "pads", "pools", "pool_strides", "max_kernel_norm"):
+    for key in (
+        "classes",
+        "channels",
+        "kernels",
+        "pads",
+        "pools",
+        "pool_strides",
+        "max_kernel_norm",
+        "input_shape",
+    ):
         if fields.get(key) is not None:
             fields[key] = tuple(fields[key])
     return ModelSpec(name=name, train=TrainSpec(**entry.get("train", {})), **fields)

@@ -3,6 +3,7 @@ sections, datasets, sizes; every error names its key."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ def check_experiment(config: dict[str, Any]) -> None:
     _check_datasets(config)
     _check_models(config)
     runs = _check_runs(config)
+    _check_external(config)
     single = sorted(r for r, e in runs.items() if e.get("members", 1) == 1)
     for i, pair in enumerate(config.get("transfer", {}).get("pairs", [])):
         for end in ("source", "target"):
@@ -167,6 +169,65 @@ def _check_models(config: dict[str, Any]) -> None:
         for key, n in asked.items():
             if n is not None and n > available:
                 raise ConfigError(f"{key}: {n} is more than the {available} training examples of {info.name}")
+
+
+EXTERNAL_KEYS = ("factory", "weights", "torchscript", "input_shape")
+
+
+def _check_external(config: dict[str, Any]) -> None:
+    """A model of one's own (``arch: external``): one source of its module, files that exist (made
+    absolute, since a task on another node of a cluster does not run in the workflow's folder), and runs
+    under a regime of kind ``none``, the only models that may be."""
+    for name, entry in config["models"].items():
+        if entry.get("arch") != "external":
+            extra = [k for k in EXTERNAL_KEYS if entry.get(k) is not None]
+            if extra:
+                raise ConfigError(f"models.{name}.{extra[0]}: only for arch 'external'")
+            continue
+        given = [k for k in ("factory", "torchscript") if entry.get(k)]
+        if len(given) != 1:
+            which = "both" if given else "neither"
+            raise ConfigError(
+                f"models.{name}: arch 'external' needs one of factory or torchscript, not {which}"
+            )
+        if entry.get("weights") and not entry.get("factory"):
+            raise ConfigError(
+                f"models.{name}.weights: goes with factory (a TorchScript file holds its weights)"
+            )
+        for key in ("weights", "torchscript"):
+            if entry.get(key):
+                entry[key] = _existing_file(entry[key], f"models.{name}.{key}")
+        if entry.get("factory"):
+            entry["factory"] = _factory(entry["factory"], f"models.{name}.factory")
+    for i, run in enumerate(config["runs"]):
+        external = config["models"][run["model"]]["arch"] == "external"
+        untrained = config["regimes"][run["regime"]]["kind"] == "none"
+        if external and run.get("members", 1) > 1:
+            raise ConfigError(f"runs[{i}].members: an external model is one model, not an ensemble")
+        if external != untrained:
+            need = "a regime of kind 'none' (e.g. pretrained)" if external else "an arch 'external' model"
+            raise ConfigError(f"runs[{i}]: {run['model']}-{run['regime']} needs {need}")
+
+
+def _existing_file(path: str, key: str) -> str:
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise ConfigError(f"{key}: no file {path!r} (from {Path.cwd()})")
+    return str(resolved)
+
+
+def _factory(factory: str, key: str) -> str:
+    """``module:function`` with a module on the Python path, or ``file.py:function`` made absolute."""
+    module, _, function = factory.rpartition(":")
+    if module.endswith(".py"):
+        return f"{_existing_file(module, key)}:{function}"
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(f"{key}: no module {module!r} on the Python path (or give a path to a .py file)")
+    return factory
 
 
 def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from advbench.config.specs import ModelSpec
 from advbench.data.registry import dataset_info
+from advbench.models.external import External
 
 N_CLASSES = 10
 
@@ -317,6 +318,7 @@ REGISTRY: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "conv_maxout": ConvMaxout,
     "googlenet": GoogLeNet,
     "lenet": LeNet,
+    "external": External,
 }
 
 

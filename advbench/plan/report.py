@@ -82,11 +82,9 @@ def figures(plan: Plan) -> dict[str, tuple[str, str, str]]:
     """name -> (category, runs shown, caption stem) of every figure the config asks for."""
     cfg = plan.config
     pairs = sorted({run for pair in plan.pairs for run in pair})
-    out = {
-        "fgsm_vs_eps": (CAT["fgsm"], ALL_RUNS),
-        "training_curves": (CAT["training"], ALL_RUNS),
-        "transfer_matrix": (CAT["transfer"], runs_text(pairs)),
-    }
+    out = {"fgsm_vs_eps": (CAT["fgsm"], ALL_RUNS), "training_curves": (CAT["training"], ALL_RUNS)}
+    if pairs:
+        out["transfer_matrix"] = (CAT["transfer"], runs_text(pairs))
     if cfg["sweep"]:
         out["logits_vs_eps"] = (CAT["sweep"], cfg["sweep"]["run"])
     if cfg["rubbish"]:
@@ -112,6 +110,16 @@ def figures_job(plan: Plan) -> str:
     images = {name: {"panel": panel, "dataset": ds} for name, (panel, ds, _) in image_figures(plan).items()}
     job = {"charts": charts(plan), "transfer_eps": plan.config["report"]["transfer_eps"]}
     return json.dumps(job | {"images": images}, sort_keys=True)
+
+
+def records_job(plan: Plan) -> str:
+    """The records job (:mod:`advbench.report.records`): each single-model run's model and regime specs,
+    and each dataset's headline eps, the eps of its adversarial examples (``report.example_eps``)."""
+    rep = plan.config["report"]
+    runs = {r: {k: v for k, v in plan.run_json(r, []).items() if k != "checkpoints"} for r in plan.runs}
+    datasets = dict.fromkeys(map(plan.dataset_of, plan.runs))
+    eps = {ds: rep["example_eps_by_dataset"].get(ds, rep["example_eps"]) for ds in datasets}
+    return json.dumps({"runs": runs, "eps": eps}, sort_keys=True)
 
 
 def panel_paths() -> dict[str, str]:

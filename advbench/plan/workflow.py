@@ -28,7 +28,7 @@ from advbench.config.runs import (
 from advbench.config.specs import regime_spec, spec_to_json
 from advbench.data.registry import dataset_info
 from advbench.priorities import train_priorities
-from advbench.report.layout import FIGURES_DIR, PANELS_DIR, TABLES_DIR
+from advbench.report.layout import FIGURES_DIR, PANELS_DIR, RECORDS_DIR, TABLES_DIR
 
 _RUN = "dataset={dataset}/model={model}/regime={regime}"
 
@@ -50,6 +50,7 @@ PATHS: dict[str, str] = {
     "panel": f"{PANELS_DIR}/{{kind}}.parquet",
     "table": f"{TABLES_DIR}/{{name}}.{{ext}}",
     "figure": f"{FIGURES_DIR}/{{name}}.{{ext}}",
+    "records": RECORDS_DIR,
 }
 
 
@@ -176,8 +177,12 @@ class Plan:
     def attack_outputs(self) -> list[str]:
         return self._per_run("attack", self.runs)
 
+    def run_curves_outputs(self) -> list[str]:
+        """The training curves of the single-model runs."""
+        return self._per_run("curves", self.runs)
+
     def curves_outputs(self) -> list[str]:
-        return self._per_run("curves", self.runs) + self._per_run("member_curves", self.member_runs)
+        return self.run_curves_outputs() + self._per_run("member_curves", self.member_runs)
 
     def transfer_outputs(self) -> list[str]:
         return [path("transfer", dataset=self.dataset_of(s), source=s, target=t) for s, t in self.pairs]

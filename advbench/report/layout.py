@@ -7,6 +7,8 @@ from __future__ import annotations
 
 #: where ``advbench report``, ``figures`` and ``panels`` write, relative to the run's folder
 TABLES_DIR, FIGURES_DIR, PANELS_DIR = "results/tables", "results/figures", "results/panels"
+#: where ``advbench records`` writes one JSON record and one model card per trained run
+RECORDS_DIR = "results/records"
 
 #: report categories, in the report's order
 CAT = {
@@ -29,6 +31,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "attack_summary": (CAT["fgsm"], ALL_RUNS),
     "label_leaking": (CAT["fgsm"], ALL_RUNS),
     "trust_checks": (CAT["fgsm"], ALL_RUNS),
+    "leaderboard": (CAT["fgsm"], ALL_RUNS),
     "training_summary": (CAT["training"], ALL_RUNS),
     "training_cost": (CAT["training"], ALL_RUNS),
     "catastrophic_overfitting": (CAT["training"], "runs with train.monitor_pgd"),

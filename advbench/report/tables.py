@@ -15,6 +15,7 @@ import pandas as pd
 from advbench.report import paper
 from advbench.report.budgets import read_table as read_budgets
 from advbench.report.overfitting import CO_RISE, catastrophic_overfitting
+from advbench.report.records import leaderboard, read_records
 from advbench.results.schemas import SCHEMAS
 from advbench.results.tables import read_kind, read_many
 from advbench.runtime.files import atomic_path
@@ -419,10 +420,12 @@ def make_report(
     out_dir: Path,
     run_notes: dict[str, str] | None = None,
     budgets: Path | None = None,
+    records: Sequence[Path] = (),
 ) -> pd.DataFrame:
-    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison
-    (``run_notes``: :func:`advbench.config.runs.budget_notes`, for the rows' notes; ``budgets``: a budgets.csv
-    of ``advbench budgets``, shown as ``epoch_budgets``)."""
+    """Write ``paper_comparison`` and every per-experiment table under ``out_dir``; return the comparison.
+    ``run_notes``: :func:`advbench.config.runs.budget_notes`, for the rows' notes; ``budgets``: a budgets.csv
+    of ``advbench budgets``, shown as ``epoch_budgets``; ``records``: the model records of ``advbench
+    records`` (files or folders), ranked in ``leaderboard``."""
     tables = load_tables(paths)
     comparison = paper.comparison(tables, run_notes=run_notes)
     write_all(
@@ -435,11 +438,17 @@ def make_report(
     )
     for name, table in experiment_tables(tables).items():
         write_all(table.data, out_dir / name, table.caption)
+    write_all(leaderboard(read_records(records)), out_dir / "leaderboard", LEADERBOARD_CAPTION)
     if budgets is not None:
         write_all(read_budgets(budgets), out_dir / "epoch_budgets", BUDGETS_CAPTION)
     return comparison
 
 
+LEADERBOARD_CAPTION = (
+    "Leaderboard, generated from the model records (results/records): per dataset, ranked by robust "
+    "accuracy, the lowest mean accuracy of any attack at the record's eps (%; mean ± sd over n seeds, "
+    "its 95% interval over seeds and the test set's sampling error)."
+)
 BUDGETS_CAPTION = (
     "What an epoch budget buys: the 240-unit pair on the paper's recipe with stage 1 capped at each budget "
     "(%, mean over the seeds; wall and training seconds on the machine that ran it; last line: the paper)."

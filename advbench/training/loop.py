@@ -30,7 +30,9 @@ from advbench.models.architectures import (
     linear_layers,
     logit_weight,
     lr_scales,
+    n_outputs,
 )
+from advbench.models.external import ExternalModelError, check_outputs
 from advbench.models.heads import train_loss
 
 log = logging.getLogger(__name__)
@@ -534,6 +536,8 @@ def train_model(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build(spec, gen).to(data.x_train.device)
+    if regime.kind == RegimeKind.NONE:
+        return as_given(model, spec, data)
     if init is not None:
         model.load_state_dict(init)
     run = Run(spec, regime, data, gen, tag, model, Sgd(model, spec))
@@ -560,6 +564,38 @@ def train_model(
     if store is not None:
         store.save(run.snapshot(stage, stage_done=True, finished=True))
     return _copy(model.state_dict()), run.curves
+
+
+#: a model taken as given whose validation error lies this close to chance's is refused: it is most likely
+#: fed inputs of another shape, scale or preprocessing than it was trained on
+CHANCE_MARGIN = 0.05
+
+
+def as_given(model: nn.Module, spec: ModelSpec, data: Tensors) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Regime kind ``none``: the model as it is, no step taken. Its one curve row (stage 1, epoch 0) holds
+    the monitored errors, as a trained run's epochs do; a model whose outputs do not fit advbench's inputs,
+    or whose validation error is chance's, is refused with what it got."""
+    start = time.perf_counter()
+    model.eval()
+    k = n_outputs(spec)
+    check_outputs(model, data.x_val[:16], k, spec.name)
+    metrics = epoch_metrics(model, data, spec.train)
+    chance = 1 - 1 / k
+    if metrics["val_error"] > chance - CHANCE_MARGIN:
+        x = data.x_val
+        raise ExternalModelError(
+            f"models.{spec.name}: validation error {100 * metrics['val_error']:.1f}%, chance's is "
+            f"{100 * chance:.0f}%: does it take advbench's inputs, flat vectors of {x.shape[1]} values in "
+            f"[{x.min():.3g}, {x.max():.3g}] (input_shape reshapes them)?"
+        )
+    n, batch = spec.train.monitor_train or len(data.x_train), spec.train.eval_batch_size
+    with torch.no_grad():
+        total = sum(
+            float(train_loss(model, model(data.x_train[i : i + batch]), data.y_train[i : i + batch], "sum"))
+            for i in range(0, n, batch)
+        )
+    row = {"stage": 1, "epoch": 0, "lr": 0.0, "momentum": 0.0, "train_loss": total / n, **metrics}
+    return _copy(model.state_dict()), [row | {"seconds": time.perf_counter() - start, "is_best": True}]
 
 
 def _save(run: Run, store: StateStore | None, stage: int, stage_done: bool) -> None:

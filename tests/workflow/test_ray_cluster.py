@@ -48,10 +48,12 @@ def _data(path: Path, kind: str):
 
 
 def test_tasks_ran_on_both_nodes(cluster_run):
+    """Every job's tasks went to the cluster, and the cluster's two nodes both ran some: which node a task
+    lands on depends on what the other job running at the same time holds, so not each job spreads."""
     work, address = cluster_run
-    meta = read_meta(work / RESULTS[3][1])
-    assert meta["ray_address"] == address
-    assert len(meta["node_ids"]) == 2  # two seeds, one CPU per node: one task on each node
+    metas = [read_meta(work / rel) for _, rel in RESULTS]
+    assert all(meta["ray_address"] == address for meta in metas)
+    assert len({node for meta in metas for node in meta["node_ids"]}) == 2
 
 
 def test_cluster_results_equal_local_results(cluster_run, smoke_run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from advbench.config.loading import load_config
 from advbench.config.specs import model_spec
 from advbench.config.validation import validate_config
 from advbench.models.architectures import build
+from advbench.plan import Plan
 from advbench.report.paper import COLUMNS
 from advbench.results.checkpoints import load_into
 from advbench.results.tables import read_many, read_meta, read_table
@@ -144,6 +146,30 @@ def test_fast_and_pgd_training_are_watched_for_catastrophic_overfitting(smoke_ru
     table = pd.read_csv(smoke_run / "results/tables/catastrophic_overfitting.csv")
     assert sorted(table["regime"]) == ["fgsm_rs", "pgd_trained"] and (table["tasks"] == 2).all()
     assert (table["epochs"] == 2).all() and table["overfit_tasks"].between(0, 2).all()
+
+
+def test_every_trained_run_has_a_record_and_a_card_and_the_leaderboard_ranks_them(smoke_run):
+    config = validate_config(load_config(smoke_run / "config.yaml", smoke_run / "presets/smoke.yaml"))
+    plan = Plan(config)
+    files = sorted((smoke_run / "results/records").glob("*/*.json"))
+    records = {p.stem: json.loads(p.read_text()) for p in files}
+    assert sorted(records) == sorted(plan.runs)
+    assert all(p.parent.name == plan.dataset_of(p.stem) and p.with_suffix(".md").is_file() for p in files)
+    softmax = records["softmax-clean"]
+    assert softmax["seeds"] == [0, 1] and softmax["eps"] == 0.25 and softmax["clipped"] is True
+    path = smoke_run / "results/metrics/attack/dataset=mnist/model=softmax/regime=clean/attacks.parquet"
+    rows = read_table(path, "attack").to_pandas()
+    at = rows[np.isclose(rows["eps"], 0.25) & rows["clipped"]].groupby("attack")["error"].mean()
+    assert softmax["robust_acc"] == pytest.approx(100 * (1 - at.max()), abs=1e-3)
+    assert softmax["robust_attack"] == at.idxmax()  # the strongest of the six methods
+    assert softmax["provenance"]["attack"]["rule"] == "attack"
+    board = pd.read_csv(smoke_run / "results/tables/leaderboard.csv")
+    assert sorted(board["name"]) == sorted(plan.runs)
+    for dataset, ranked in board.groupby("dataset"):
+        assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
+        assert ranked["robust_acc_mean"].dropna().is_monotonic_decreasing
+        unranked = {n for n, r in records.items() if r["dataset"] == dataset and r["robust_acc"] is None}
+        assert set(ranked.loc[ranked["robust_acc_mean"].isna(), "name"]) == unranked
 
 
 def test_rerun_has_nothing_to_do(smoke_run):

@@ -14,7 +14,7 @@ from advbench.config.loading import load_config
 from advbench.config.validation import validate_config
 from advbench.plan import PATHS, Plan, path, ray_threads_and_slot
 from advbench.report import layout
-from advbench.report.tables import experiment_tables, load_tables
+from advbench.report.tables import make_report
 
 
 def plan_of(*presets: str) -> Plan:
@@ -102,9 +102,10 @@ def test_ray_slot_policy():
     assert ray_threads_and_slot(None, False, 16) == (16, 1)
 
 
-def test_report_writes_exactly_the_layouts_tables():
-    written = {"paper_comparison", *experiment_tables(load_tables([]))}
-    assert written == set(layout.TABLES)
+def test_report_writes_exactly_the_layouts_tables(tmp_path):
+    make_report([], tmp_path)
+    assert {p.stem for p in tmp_path.iterdir()} == set(layout.TABLES)
+    assert {p.suffix for p in tmp_path.iterdir()} == {f".{ext}" for ext in layout.TABLE_FORMATS}
 
 
 def test_table_paths_cover_every_format_and_the_budgets(smoke):
@@ -127,3 +128,10 @@ def test_figures_and_panels_of_the_smoke_preset(smoke):
     assert first["checkpoint"] == smoke.run_checkpoints(first["run"])[0]
     figures_job = json.loads(report_plan.figures_job(smoke))
     assert set(figures_job["images"]) == set(report_plan.image_figures(smoke))
+
+
+def test_a_config_without_transfer_asks_for_no_transfer_heatmap():
+    plan = plan_of("robust_training")  # transfer pairs and matrix both empty
+    assert plan.pairs == [] and "transfer_matrix" not in report_plan.figures(plan)
+    assert "transfer_matrix" not in report_plan.charts(plan)
+    assert "transfer_matrix" in report_plan.figures(plan_of("smoke"))
