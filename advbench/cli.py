@@ -291,10 +291,11 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "experiment", help="agreement, sweep, ensemble, rubbish or rotation: one Ray task per seed"
+        "experiment",
+        help="agreement, sweep, ensemble, rubbish, rotation or saliency: one Ray task per seed",
     )
     _dispatch_args(p, data_required=False)  # rubbish needs no data
-    p.add_argument("name", choices=["agreement", "sweep", "ensemble", "rubbish", "rotation"])
+    p.add_argument("name", choices=["agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency"])
     p.add_argument("--out", nargs="+", required=True, help="KIND=PATH for each results file")
     p.set_defaults(func=cmd_experiment)
 

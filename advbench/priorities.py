@@ -13,6 +13,7 @@ from typing import Any
 from advbench.config.runs import run_entries, run_model_spec
 from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec, regime_spec
 from advbench.data.registry import dataset_info
+from advbench.models.dbm import mean_field_cost
 
 N_CLASSES = 10
 IMAGE_MODEL_MACS = 1e9  # conv maxout and GoogLeNet: far above every MLP, exact rank not needed
@@ -39,6 +40,8 @@ def forward_macs(spec: ModelSpec) -> float:
         return IMAGE_MODEL_MACS
     if spec.arch == Arch.LENET:
         return lenet_macs(dataset_info(spec.dataset).shape)
+    if spec.arch == Arch.MP_DBM:
+        return mean_field_cost(spec, n_in, N_CLASSES)
     return n_in * N_CLASSES
 
 

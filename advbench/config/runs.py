@@ -64,9 +64,16 @@ def run_attack(config: dict[str, Any], run: str) -> dict[str, Any]:
 PAPER_PATIENCE, PAPER_MAX_EPOCHS, PAPER_RETRAIN_EPOCHS, PAPER_INIT_RANGE = 100, 1000, 100, 0.005
 
 
+# The MP-DBM's recipe (pylearn2 scripts/papers/mpdbm/mpdbm.yaml): 2087 and 3200 hidden units, 14 mean-field
+# passes, early stopping after 100 epochs without improvement on all 50k training examples.
+MPDBM_UNITS, MPDBM_ITERATIONS = (2087, 3200), 14
+
+
 def budget_note(spec: ModelSpec) -> str | None:
-    """How a maxout run's training differs from the paper's schedule (None: it follows it), for the notes
+    """How a maxout or MP-DBM run's training differs from its recipe (None: it follows it), for the notes
     of the rows it reproduces; other architectures have no schedule in the paper to compare with."""
+    if spec.arch == Arch.MP_DBM:
+        return _mp_dbm_note(spec)
     if spec.arch != Arch.MAXOUT:
         return None
     t, cuts = spec.train, []
@@ -83,6 +90,21 @@ def budget_note(spec: ModelSpec) -> str | None:
     if not cuts:
         return None
     return "trained " + ", ".join(cuts) + ": the paper's schedule needs presets/paper.yaml"
+
+
+def _mp_dbm_note(spec: ModelSpec) -> str | None:
+    t, cuts = spec.train, []
+    if tuple(spec.dbm_units) != MPDBM_UNITS:
+        cuts.append(f"with {' + '.join(map(str, spec.dbm_units))} hidden units (recipe: 2087 + 3200)")
+    if spec.dbm_iterations != MPDBM_ITERATIONS:
+        cuts.append(f"{spec.dbm_iterations} mean-field passes (recipe: {MPDBM_ITERATIONS})")
+    if t.max_epochs < PAPER_MAX_EPOCHS or t.patience < PAPER_PATIENCE:
+        cuts.append(f"at most {_epochs(t.max_epochs)} (recipe: until {PAPER_PATIENCE} without improvement)")
+    if t.n_train is not None:
+        cuts.append(f"on the first {t.n_train} training examples")
+    if not cuts:
+        return None
+    return "trained " + ", ".join(cuts) + ": the recipe needs presets/paper.yaml"
 
 
 def _epochs(n: int) -> str:

@@ -24,6 +24,7 @@ class Arch(StrEnum):
     CONV_MAXOUT = "conv_maxout"
     GOOGLENET = "googlenet"
     LENET = "lenet"
+    MP_DBM = "mp_dbm"
     EXTERNAL = "external"
 
 
@@ -158,6 +159,12 @@ class ModelSpec:
     weights: str | None = _MODEL["weights"]
     torchscript: str | None = _MODEL["torchscript"]
     input_shape: tuple[int, ...] | None = _MODEL["input_shape"]
+    dbm_units: tuple[int, ...] = tuple(_MODEL["dbm_units"])
+    dbm_iterations: int = _MODEL["dbm_iterations"]
+    dbm_drop_prob: float = _MODEL["dbm_drop_prob"]
+    dbm_sparse_init: tuple[int, ...] = tuple(_MODEL["dbm_sparse_init"])
+    dbm_init_bias: tuple[float, ...] = tuple(_MODEL["dbm_init_bias"])
+    dbm_max_col_norms: tuple[float, ...] = tuple(_MODEL["dbm_max_col_norms"])
     train: TrainSpec = field(default_factory=TrainSpec)
 
     def __post_init__(self) -> None:
@@ -229,6 +236,10 @@ def model_spec(name: str, entry: dict[str, Any]) -> ModelSpec:
         "pool_strides",
         "max_kernel_norm",
         "input_shape",
+        "dbm_units",
+        "dbm_sparse_init",
+        "dbm_init_bias",
+        "dbm_max_col_norms",
     ):
         if fields.get(key) is not None:
             fields[key] = tuple(fields[key])

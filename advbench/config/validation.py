@@ -247,9 +247,22 @@ def _check_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         _check_clipping(config, rid, i)
         _check_worst_case(config, run, i)
         _check_perturb(config, run, i)
+        _check_mp_dbm(config, run, i)
     for i, run in enumerate(config["runs"]):
         _check_static(config, run, i, seen)
     return seen
+
+
+def _check_mp_dbm(config: dict[str, Any], run: dict[str, Any], i: int) -> None:
+    """The MP-DBM trains by its own objective (multi-prediction), which has no adversarial form here."""
+    if config["models"][run["model"]]["arch"] != "mp_dbm":
+        return
+    kind = config["regimes"][run["regime"]]["kind"]
+    if kind != "clean":
+        raise ConfigError(
+            f"runs[{i}]: {run['model']}-{run['regime']}: an mp_dbm trains by the multi-prediction "
+            f"objective, under a regime of kind 'clean' only (regime {run['regime']!r} has kind {kind!r})"
+        )
 
 
 def _check_static(config: dict[str, Any], run: dict[str, Any], i: int, runs: dict[str, dict]) -> None:
@@ -358,6 +371,8 @@ def _check_evaluations(config: dict[str, Any], runs: dict[str, dict], single: li
             )
     if rotation:
         _check_same_dataset(config, rotation, "rotation")
+    for i, run in enumerate((config.get("saliency") or {}).get("runs", [])):
+        _check_ref(run, single, f"saliency.runs[{i}]")
     grouped = sorted(r for r, e in runs.items() if e.get("members", 1) > 1)
     if len(grouped) > 1:
         raise ConfigError(f"runs: at most one run may have members > 1 (an ensemble); found {grouped}")

@@ -1,6 +1,6 @@
 """Jobs of the paper's other experiments: cross-model agreement (F15-F17), the logit sweep (F18), the
-ensemble attack (F20), rubbish-class noise (F21-F25) and §4's rotation attack. One Ray task per seed, one
-results file per job.
+ensemble attack (F20), rubbish-class noise (F21-F25), §4's rotation attack, and beyond the paper the models'
+sensitivity maps (SmoothGrad). One Ray task per seed, one results file per job.
 
 Each job arrives as one JSON object: ``dataset``, ``subset``, ``runs`` (run id -> model spec, regime spec and
 one checkpoint per seed, or per seed a list of member checkpoints) and the experiment's own settings.
@@ -16,6 +16,7 @@ import torch
 from advbench.config.specs import model_spec_from_dict, regime_spec_from_dict
 from advbench.data.registry import dataset_info
 from advbench.evaluation import analyses
+from advbench.evaluation.saliency import saliency_summary
 from advbench.evaluation.scores import fgsm_scores
 from advbench.jobs.common import Trained, load_model, ray_node_id, subset_data, test_tensors, write_outputs
 from advbench.models.architectures import Ensemble
@@ -167,6 +168,38 @@ def rotation_task(
     return _result(rows, device)
 
 
+def saliency_inputs(data: dict, trained: Trained, n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test examples a run sees (its classes only)."""
+    x, y = test_tensors(data, trained.spec, device)
+    return x[:n], y[:n]
+
+
+def saliency_task(
+    data: dict,
+    runs: dict,
+    dataset: str,
+    seed: int,
+    n: int,
+    samples: int,
+    noise: float,
+    batch_size: int,
+    settings: RaySettings,
+) -> dict:
+    """Sensitivity maps for one seed: every run's gradient and SmoothGrad maps of its first ``n`` test
+    examples, scored by their alignment with the inputs (:mod:`advbench.evaluation.saliency`); the
+    SmoothGrad noise is the same for every model of a dataset and seed."""
+    init_task(settings.num_cpus_per_task)
+    device = task_device(settings.num_gpus_per_task)
+    rows = []
+    for trained in runs.values():
+        x, y = saliency_inputs(data, trained, n, device)
+        gen = torch.Generator().manual_seed(task_seed(dataset, "saliency", seed))
+        summary = saliency_summary(load_model(trained, device), x, y, samples, noise, batch_size, gen)
+        keys = {"dataset": dataset, "seed": seed, "model": trained.spec.name, "regime": trained.regime.name}
+        rows.append(keys | summary)
+    return _result(rows, device)
+
+
 # experiment -> its task function and the job keys it takes
 TASKS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
     "agreement": (agreement_task, ("source", "eps", "batch_size")),
@@ -174,6 +207,7 @@ TASKS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
     "ensemble": (ensemble_task, ("eps", "batch_size")),
     "rubbish": (rubbish_task, ("n", "n_by_dataset", "threshold", "batch_size")),
     "rotation": (rotation_task, ("angles", "batch_size")),
+    "saliency": (saliency_task, ("n", "samples", "noise", "batch_size")),
 }
 
 

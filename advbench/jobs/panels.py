@@ -8,7 +8,10 @@ Three tables (schemas in :mod:`advbench.results`), one row per image, flat image
   clean 3 and 7) with the predicted class and its probability on the clean and the adversarial input;
 - ``panel_weights``: first-layer weights (``first_layer``: Fig. 3, one piece per maxout unit; ``logistic``:
   Fig. 2's w);
-- ``panel_rubbish``: the rubbish experiment's first noise inputs and each model's prediction on them.
+- ``panel_rubbish``: the rubbish experiment's first noise inputs and each model's prediction on them;
+- ``panel_saliency``: sensitivity maps (the gradient of log p_y and SmoothGrad,
+  :mod:`advbench.evaluation.saliency`) of the first test inputs of distinct classes, in the model's input
+  space, with the input.
 
 Images are in display space: MNIST pixels as they are (in [0, 1]; adversarial ones unclipped); CIFAR-10's
 whitened inputs with the ZCA inverted (:func:`advbench.data.cifar10.unwhiten`), each clean image and its
@@ -19,8 +22,9 @@ the model's input space, as the models see it.
 
 The job (built by ``workflow/rules/panels.smk``): ``seed``, ``data`` (dataset -> prepared .npz), run entries
 (``run``, ``model`` and ``regime`` specs, ``checkpoint``) under ``examples``, ``weights``, ``logistic``
-(optional) and ``rubbish``, and ``example_eps`` (dataset -> eps), ``n_examples``, ``n_weights``,
-``rubbish_n`` (dataset -> noise inputs of the experiment), ``rubbish_k`` and ``rubbish_threshold``.
+(optional), ``rubbish`` and ``saliency``, and ``example_eps`` (dataset -> eps), ``n_examples``, ``n_weights``,
+``rubbish_n`` (dataset -> noise inputs of the experiment), ``rubbish_k``, ``rubbish_threshold`` and
+``saliency_settings`` (``maps``, ``samples``, ``noise``).
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from advbench.config.specs import model_spec_from_dict, regime_spec_from_dict
 from advbench.data.cifar10 import unwhiten
 from advbench.data.inputs import model_inputs
 from advbench.data.registry import PREP_PREFIX, dataset_info
-from advbench.jobs.common import Trained, load_model
+from advbench.evaluation.saliency import gradient_map, smoothgrad
+from advbench.jobs.common import Trained, load_model, test_tensors
 from advbench.jobs.experiments import rubbish_inputs
 from advbench.models.architectures import Maxout, MaxoutConv, conv_layers, linear_layers
 from advbench.models.heads import probabilities
 from advbench.results.provenance import provenance
 from advbench.results.tables import write_table
+from advbench.training.loop import task_seed
 
-KINDS = ("panel_examples", "panel_weights", "panel_rubbish")
+KINDS = ("panel_examples", "panel_weights", "panel_rubbish", "panel_saliency")
 
 
 class PanelError(ValueError):
@@ -150,6 +156,28 @@ def rubbish_rows(t: Trained, noise: torch.Tensor, threshold: float, seed: int) -
     ]
 
 
+def saliency_rows(t: Trained, data: Mapping[str, np.ndarray], settings: Mapping, seed: int) -> list[dict]:
+    """Gradient and SmoothGrad maps of the first test inputs of distinct classes that the run sees (its
+    classes only; rows keep the digits), with the inputs, in the model's input space. The noise is the
+    saliency experiment's generator of the dataset and seed, so every model of a figure gets the same."""
+    x, y = test_tensors(dict(data), t.spec, "cpu")
+    idx = torch.from_numpy(first_of_each_class(y.numpy(), settings["maps"]))
+    x, y = x[idx], y[idx]
+    model = load_model(t, "cpu")
+    gen = torch.Generator().manual_seed(task_seed(t.spec.dataset, "saliency", seed))
+    smooth = smoothgrad(model, x, y, settings["samples"], settings["noise"], gen).numpy()
+    grad = gradient_map(model, x, y).numpy()
+    classes = list(t.spec.classes or range(10))
+    base = keys(t, seed) | {"samples": settings["samples"], "noise": float(settings["noise"])}
+    base |= {"shape": list(dataset_info(t.spec.dataset).shape)}
+    return [
+        base
+        | {"example": int(i), "label": int(classes[int(y[j])]), "image": x[j].numpy()}
+        | {"gradient": grad[j], "smoothgrad": smooth[j]}
+        for j, i in enumerate(idx.tolist())
+    ]
+
+
 def panel_rows(job: dict) -> dict[str, list[dict]]:
     """Every panel table's rows for the job (see the module docstring)."""
     seed, data = job["seed"], {ds: test_set(Path(path)) for ds, path in job["data"].items()}
@@ -175,11 +203,15 @@ def panel_rows(job: dict) -> dict[str, list[dict]]:
         if ds not in noise:
             noise[ds] = rubbish_noise(ds, seed, job["rubbish_n"][ds], job["rubbish_k"])
         rows["panel_rubbish"] += rubbish_rows(t, noise[ds], job["rubbish_threshold"], seed)
+    for entry in job.get("saliency", []):
+        t = trained(entry)
+        rows["panel_saliency"] += saliency_rows(t, data[t.spec.dataset], job["saliency_settings"], seed)
     return rows
 
 
 def make_panels(job: dict, out_dir: Path) -> dict[str, Path]:
-    """Write ``out_dir/<kind>.parquet`` for every panel table (``examples``, ``weights``, ``rubbish``);
+    """Write ``out_dir/<kind>.parquet`` for every panel table (``examples``, ``weights``, ``rubbish``,
+    ``saliency``);
     returns kind -> path."""
     meta = provenance(os.environ.get(CONFIG_HASH_ENV, "unknown"), "panels", {}, {"device": "cpu"})
     out = {}

@@ -1,7 +1,7 @@
 """Model registry: the paper's shallow softmax and logistic regressions, its maxout MLP (pylearn2
 ``mnist_pi.yaml``), the shallow RBF network of §7, the conv maxout net of §4 (pylearn2
 ``cifar10_no_aug.yaml``), torchvision's GoogLeNet (Fig. 1's idea), the LeNet-style CNN of PyTorch's FGSM
-tutorial, and ensembles of trained models.
+tutorial, the MP-DBM of §9 (:mod:`advbench.models.dbm`), and ensembles of trained models.
 
 Inputs are flat vectors of the model's dataset (:mod:`advbench.data.inputs`: pixels in [0, 1], or CIFAR-10's
 whitened space); image models reshape them to (channels, height, width) inside. Every model returns logits;
@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from advbench.config.specs import ModelSpec
 from advbench.data.registry import dataset_info
+from advbench.models.dbm import MPDBM
 from advbench.models.external import External
 
 N_CLASSES = 10
@@ -318,6 +319,7 @@ REGISTRY: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "conv_maxout": ConvMaxout,
     "googlenet": GoogLeNet,
     "lenet": LeNet,
+    "mp_dbm": lambda spec: MPDBM(spec, n_inputs(spec), n_outputs(spec)),
     "external": External,
 }
 

@@ -64,10 +64,16 @@ def by_dataset(plan: Plan, runs: list[str]) -> dict[str, list[str]]:
 
 
 def image_figures(plan: Plan) -> dict[str, tuple[str, str, list[str]]]:
-    """name -> (panel kind, dataset, runs shown) of every image figure: one panda figure, Fig. 3 and
-    rubbish-samples figure per dataset of their runs, and Fig. 2 (the first logistic run)."""
+    """name -> (panel kind, dataset, runs shown) of every image figure: one panda figure, Fig. 3,
+    rubbish-samples and saliency-maps figure per dataset of their runs, and Fig. 2 (the first logistic
+    run)."""
     rep = plan.config["report"]
-    sources = {"examples": rep["examples"], "weights": rep["weights"], "rubbish": plan.rubbish_runs()}
+    sources = {
+        "examples": rep["examples"],
+        "weights": rep["weights"],
+        "rubbish": plan.rubbish_runs(),
+        "saliency": plan.saliency_runs(),
+    }
     out = {}
     for panel, runs in sources.items():
         for dataset, shown in by_dataset(plan, runs).items():
@@ -137,18 +143,20 @@ def panel_runs(plan: Plan) -> list[str]:
     """Every run an image figure shows, once."""
     rep = plan.config["report"]
     runs = rep["examples"] + rep["weights"] + plan.logistic_runs[:1] + plan.rubbish_runs()
-    return list(dict.fromkeys(runs))
+    return list(dict.fromkeys(runs + plan.saliency_runs()))
 
 
 def panel_datasets(plan: Plan) -> list[str]:
-    """The datasets whose test inputs the panels attack: those of the examples and the logistic run."""
-    runs = plan.config["report"]["examples"] + plan.logistic_runs[:1]
+    """The datasets whose test inputs the panels read: those of the examples, the logistic run and the
+    saliency runs."""
+    runs = plan.config["report"]["examples"] + plan.logistic_runs[:1] + plan.saliency_runs()
     return list(dict.fromkeys(map(plan.dataset_of, runs)))
 
 
 def panels_job(plan: Plan) -> str:
     """The panels job: the runs of every image figure and their settings (:mod:`advbench.jobs.panels`)."""
     rep, rubbish = plan.config["report"], plan.config["rubbish"] or {}
+    saliency = plan.config["saliency"] or {}
     datasets = set(map(plan.dataset_of, panel_runs(plan)))
     job = {
         "seed": plan.seeds[0],
@@ -163,5 +171,7 @@ def panels_job(plan: Plan) -> str:
         "rubbish_n": {ds: rubbish.get("n_by_dataset", {}).get(ds, rubbish.get("n", 0)) for ds in datasets},
         "rubbish_k": 8,
         "rubbish_threshold": rubbish.get("threshold", 0.5),
+        "saliency": [panel_entry(plan, r) for r in plan.saliency_runs()],
+        "saliency_settings": {k: saliency.get(k) for k in ("maps", "samples", "noise")},
     }
     return json.dumps(job, sort_keys=True)

@@ -47,6 +47,7 @@ PATHS: dict[str, str] = {
     "rubbish": "results/metrics/rubbish/rubbish.parquet",
     "rubbish_classes": "results/metrics/rubbish/rubbish_classes.parquet",
     "rotation": "results/metrics/rotation/dataset={dataset}/rotation.parquet",
+    "saliency": "results/metrics/saliency/dataset={dataset}/saliency.parquet",
     "panel": f"{PANELS_DIR}/{{kind}}.parquet",
     "table": f"{TABLES_DIR}/{{name}}.{{ext}}",
     "figure": f"{FIGURES_DIR}/{{name}}.{{ext}}",
@@ -140,6 +141,11 @@ class Plan:
     def rotation_runs(self) -> list[str]:
         return self.config["rotation"]["runs"] if self.config["rotation"] else []
 
+    def saliency_runs(self, dataset: str | None = None) -> list[str]:
+        """The runs whose sensitivity maps are computed (those of ``dataset``, if given)."""
+        runs = self.config["saliency"]["runs"] if self.config["saliency"] else []
+        return [r for r in runs if dataset is None or self.dataset_of(r) == dataset]
+
     # -- paths
     def data(self, dataset: str) -> str:
         return path("data", dataset=dataset)
@@ -189,7 +195,7 @@ class Plan:
 
     def experiment_outputs(self) -> list[str]:
         """The results of the optional experiments that the config switches on (rubbish: one job for runs
-        of any dataset, since noise inputs need no data)."""
+        of any dataset, since noise inputs need no data; saliency: one job per dataset of its runs)."""
         cfg, out = self.config, []
         if cfg["agreement"]:
             source = cfg["agreement"]["source"]
@@ -202,6 +208,8 @@ class Plan:
             out += [PATHS["rubbish"], PATHS["rubbish_classes"]]
         if cfg["rotation"]:
             out.append(path("rotation", dataset=self.dataset_of(self.rotation_runs()[0])))
+        datasets = dict.fromkeys(map(self.dataset_of, self.saliency_runs()))
+        out += [path("saliency", dataset=ds) for ds in datasets]
         return out
 
     def all_results(self) -> list[str]:

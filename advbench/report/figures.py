@@ -5,7 +5,8 @@ panel tables that ``advbench panels`` wrote (:mod:`advbench.jobs.panels`). ``mak
 The job (built by :func:`advbench.plan.report.figures_job`): ``charts``, the charts to draw (default: all
 of :data:`~advbench.report.layout.CHARTS`), ``transfer_eps``, and ``images``: figure name ->
 ``{"panel", "dataset"}``, ``panel`` one of :data:`PANELS` (``examples``: the panda figure; ``weights``:
-Fig. 3; ``logistic``: Fig. 2; ``rubbish``: noise samples), the dataset whose rows it shows.
+Fig. 3; ``logistic``: Fig. 2; ``rubbish``: noise samples; ``saliency``: sensitivity maps), the dataset whose
+rows it shows.
 """
 
 from __future__ import annotations
@@ -148,12 +149,41 @@ def rubbish_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> 
     return images.rubbish_samples(noise, predictions, [run for run, _ in runs], shape, threshold)
 
 
+def saliency_figure(tables: dict[str, pd.DataFrame], name: str, dataset: str) -> images.Figure:
+    """What the models look at: the first seed's gradient and SmoothGrad maps of the same test inputs,
+    two rows per run, each labelled with the run's mean alignment over seeds where the saliency results
+    are among the tables."""
+    rows = panel_rows(tables, "panel_saliency", name, dataset)
+    runs = list(rows.groupby(rows["model"] + "-" + rows["regime"], sort=False))
+    first = runs[0][1].sort_values("example")
+    scores = tables["saliency"]
+    scores = scores[scores["dataset"] == dataset].groupby(["model", "regime"]).mean(numeric_only=True)
+    maps = []
+    for run, df in runs:
+        df = df.sort_values("example")
+        key = (df["model"].iloc[0], df["regime"].iloc[0])
+        for column, label in (("gradient", "gradient"), ("smoothgrad", "SmoothGrad")):
+            note = f"\nalignment {scores.loc[key, column + '_alignment']:.2f}" if key in scores.index else ""
+            maps.append((f"{run}\n{label}{note}", np.stack(list(df[column]))))
+    labels = [images.class_name(dataset, int(y)) for y in first["label"]]
+    samples, noise = int(first["samples"].iloc[0]), float(first["noise"].iloc[0])
+    title = (
+        f"{dataset}: sensitivity maps, ∇ₓ log p_y and SmoothGrad ({samples} samples, noise {noise:g} of "
+        "the input's range),\nfirst seed; red raises p_y, blue lowers it; alignment: mean cosine with "
+        "the input over seeds"
+    )
+    pixels = dataset_info(dataset).pixel_space
+    inputs = np.stack(list(first["image"]))
+    return images.saliency_panels(inputs, labels, maps, list(first["shape"].iloc[0]), pixels, title)
+
+
 #: panel kind -> the function drawing it from the tables
 PANELS = {
     "examples": examples_figure,
     "weights": weights_figure,
     "logistic": logistic_figure,
     "rubbish": rubbish_figure,
+    "saliency": saliency_figure,
 }
 
 

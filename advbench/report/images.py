@@ -176,3 +176,34 @@ def rubbish_samples(
         f"probability;\nbold: p > {threshold:g}, counted as a rubbish error"
     )
     return fig
+
+
+def saliency_panels(
+    inputs: np.ndarray,
+    input_labels: Sequence[str],
+    maps: Sequence[tuple[str, np.ndarray]],
+    shape: Sequence[int],
+    pixels: bool,
+    title: str,
+) -> Figure:
+    """Sensitivity maps: the first row the inputs (with their labels; ``pixels``: drawn as pixels in
+    [0, 1], else on a signed scale), then one row per (label, maps) of ``maps``, each map on its own
+    symmetric scale (red raises p_y, blue lowers it, white = 0)."""
+    cols = len(inputs)
+    fig, axes = plt.subplots(
+        len(maps) + 1,
+        cols,
+        figsize=(1.35 * cols + 1.8, 1.4 * (len(maps) + 1) + 0.9),
+        squeeze=False,
+        layout="constrained",
+    )
+    for c in range(cols):
+        (show_pixels if pixels else show_signed)(axes[0, c], inputs[c], shape)
+        axes[0, c].set_title(input_labels[c], fontsize=8)
+        for r, (_, images) in enumerate(maps, start=1):
+            show_signed(axes[r, c], images[c], shape)
+    axes[0, 0].set_ylabel("input", rotation=0, ha="right", va="center", fontsize=9)
+    for r, (label, _) in enumerate(maps, start=1):
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    return fig

@@ -34,6 +34,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "leaderboard": (CAT["fgsm"], ALL_RUNS),
     "training_summary": (CAT["training"], ALL_RUNS),
     "training_cost": (CAT["training"], ALL_RUNS),
+    "saliency_summary": (CAT["training"], "saliency runs"),
     "catastrophic_overfitting": (CAT["training"], "runs with train.monitor_pgd"),
     "transfer_summary": (CAT["transfer"], "transfer pairs"),
     "agreement_summary": (CAT["agreement"], "agreement source and observers"),
@@ -62,11 +63,12 @@ CHARTS: dict[str, tuple[str, ...]] = {
     "error_vs_angle": ("rotation",),
 }
 #: the panel tables of ``advbench panels``: results/panels/<kind>.parquet
-PANEL_KINDS = ("examples", "weights", "rubbish")
+PANEL_KINDS = ("examples", "weights", "rubbish", "saliency")
 #: image panel kind -> (figure name stem, report category); one figure per dataset of its runs
 IMAGE_PANELS = {
     "examples": ("adversarial_examples", CAT["fgsm"]),
     "weights": ("first_layer_weights", CAT["training"]),
+    "saliency": ("saliency_maps", CAT["training"]),
     "rubbish": ("rubbish_samples", CAT["rubbish"]),
     "logistic": ("logistic_weights", CAT["linear"]),
 }

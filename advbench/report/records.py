@@ -52,6 +52,9 @@ def architecture(spec: ModelSpec) -> str:
         return f"external: {spec.torchscript or spec.factory}"
     if spec.arch == Arch.RBF:
         return f"RBF network, {spec.units} units"
+    if spec.arch == Arch.MP_DBM:
+        units = " + ".join(map(str, spec.dbm_units))
+        return f"MP-DBM, {units} hidden units, {spec.dbm_iterations} mean-field passes"
     return {"softmax": "softmax regression", "logistic": "logistic regression"}.get(spec.arch, spec.arch)
 
 

@@ -29,7 +29,7 @@ _NUMBER = re.compile(r"-?[0-9.]+( ± [0-9.]+)?|–")
 
 @dataclass(frozen=True)
 class Table:
-    """A results table (values in %, except ``epoch``) and its caption."""
+    """A results table (values in %, except ``epoch`` and the saliency cosines) and its caption."""
 
     data: pd.DataFrame
     caption: str
@@ -268,6 +268,11 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
         ["dataset", "model", "regime", "angle"],
         ["error", "mean_conf_wrong", "random_error", "fgsm_error", "mean_l2", "fgsm_mean_eps"],
     )
+    saliency = mean_sd(
+        tables["saliency"],
+        ["dataset", "model", "regime", "n", "samples", "noise"],
+        ["gradient_alignment", "smoothgrad_alignment", "gradient_smoothgrad_cosine"],
+    )
     curves = tables["curves"]
     best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
     training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
@@ -303,6 +308,12 @@ def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
             _percent(rotation, skip=["mean_l2", "fgsm_mean_eps"]),
             "Test images rotated by an angle (degrees) toward a higher loss, in a random direction, and "
             "FGSM of the same L2 size (mean_l2; fgsm_mean_eps its L-inf size): error, confidence (%).",
+        ),
+        "saliency_summary": Table(
+            saliency,
+            "What the models look at: the mean cosine between each test input and its sensitivity map "
+            "(the gradient of log p_y, and SmoothGrad's average of it over noisy copies), and between "
+            "the two maps (cosines, not %); n inputs, samples noisy copies of noise x the input's range.",
         ),
         "training_summary": Table(
             _percent(training, skip=["epoch"]),

@@ -135,6 +135,19 @@ SCHEMAS: dict[str, pa.Schema] = {
             ),
         ]
     ),
+    "saliency": pa.schema(
+        [
+            *_KEYS,
+            pa.field("model", pa.string(), False),
+            pa.field("regime", pa.string(), False),
+            pa.field("n", pa.int64(), False),
+            pa.field("samples", pa.int64(), False),
+            pa.field("noise", pa.float64(), False),
+            pa.field("gradient_alignment", pa.float64(), False),
+            pa.field("smoothgrad_alignment", pa.float64(), False),
+            pa.field("gradient_smoothgrad_cosine", pa.float64(), False),
+        ]
+    ),
     "rubbish_classes": pa.schema(
         [
             *_KEYS,

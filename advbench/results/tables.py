@@ -41,6 +41,19 @@ SCHEMAS |= {
             pa.field("weights", pa.list_(pa.float32()), False),
         ]
     ),
+    "panel_saliency": pa.schema(
+        [
+            *_PANEL_KEYS,
+            pa.field("example", pa.int64(), False),
+            pa.field("label", pa.int64(), False),
+            pa.field("samples", pa.int64(), False),
+            pa.field("noise", pa.float64(), False),
+            *_IMAGE,
+            pa.field("image", pa.list_(pa.float32()), False),
+            pa.field("gradient", pa.list_(pa.float32()), False),
+            pa.field("smoothgrad", pa.list_(pa.float32()), False),
+        ]
+    ),
     "panel_rubbish": pa.schema(
         [
             *_PANEL_KEYS,

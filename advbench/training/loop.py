@@ -32,6 +32,7 @@ from advbench.models.architectures import (
     lr_scales,
     n_outputs,
 )
+from advbench.models.dbm import MPDBM
 from advbench.models.external import ExternalModelError, check_outputs
 from advbench.models.heads import train_loss
 
@@ -100,6 +101,10 @@ def objective(
     through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps,
     ``static`` with ``fixed``, the minibatch's precomputed adversarial examples.
     """
+    if isinstance(model, MPDBM):  # validation allows it the clean regime only
+        mp = model.training_loss(x, y)
+        mp.mean().backward()
+        return mp.detach()
     if regime.kind == RegimeKind.CLEAN:
         clean = train_loss(model, model(x), y, "none")
         clean.mean().backward()
@@ -342,7 +347,11 @@ class Sgd:
         self.scales = lr_scales(self.model, self.spec)
 
     def constrain(self) -> None:
-        """pylearn2's norm constraints after every step: max column norm and max kernel norm."""
+        """pylearn2's norm constraints after every step: max column norm and max kernel norm (the MP-DBM:
+        a cap per layer)."""
+        if isinstance(self.model, MPDBM):
+            self.model.constrain()
+            return
         apply_max_col_norm(self.model, self.spec.max_col_norm)
         apply_max_kernel_norm(self.model, self.spec.max_kernel_norm)
 
@@ -540,6 +549,8 @@ def train_model(
         return as_given(model, spec, data)
     if init is not None:
         model.load_state_dict(init)
+    elif isinstance(model, MPDBM):
+        model.init_from_data(data.x_train)
     run = Run(spec, regime, data, gen, tag, model, Sgd(model, spec))
     state = store.load() if store else None
     if state is not None:

@@ -6,8 +6,9 @@ partitions ``cpu`` and ``gpu`` as the Slurm profile names them, one fake GPU so 
 accepted), starts the three daemons on free ports and waits until ``sinfo`` shows the node idle. No accounting
 daemon: job states come from ``squeue`` (``MinJobAge`` keeps finished jobs there for two hours, longer than
 the whole smoke preset takes through the profile). Processes are tracked by ``proctrack/linuxproc`` and tasks
-are not confined (no cgroups: they are not available in every container). ``SlurmCluster.stop()`` cancels
-what is left and stops the daemons.
+are not confined (no cgroups: they are not available in every container). ``AuthInfo``'s ``cred_expire=10``
+shortens the wait of a requeued job, which may start again only ``cred_expire`` + 1 seconds later (Slurm's
+default: 120 s). ``SlurmCluster.stop()`` cancels what is left and stops the daemons.
 
 Clients find the cluster through ``SLURM_CONF`` (``SlurmCluster.env``). The Slurm executor plugin's job step
 (snakemake-executor-plugin-slurm-jobstep 0.6) drops every ``SLURM_*`` variable but a few before its inner
@@ -149,7 +150,7 @@ SlurmUser=root
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 AuthType=auth/munge
-AuthInfo=socket={root}/munge/socket
+AuthInfo=socket={root}/munge/socket,cred_expire=10
 CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool

@@ -2,8 +2,9 @@
 
 A fresh venv gets advbench from ``pip install .`` (a wheel, not the source tree); its dependencies come from
 this interpreter's site-packages through a ``.pth`` line, which adds the folder to ``sys.path`` without
-running that folder's own ``.pth`` files, so the editable install of the checkout stays out of it. The smoke
-preset then runs from a folder without ``advbench/`` and must give the tables of the editable run.
+running that folder's own ``.pth`` files, so the editable install of the checkout stays out of it. The chaos
+preset (every stage of the DAG on tiny data, merged over the smoke preset) then runs from a folder without
+``advbench/`` and must give the tables of the same run by the editable install.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import sysconfig
 import venv
 from pathlib import Path
@@ -26,7 +28,9 @@ pytestmark = pytest.mark.e2e
 RESULTS = [
     ("attack", "results/metrics/attack/dataset=mnist/model=maxout/regime=adversarial/attacks.parquet"),
     ("curves", "results/metrics/curves/dataset=mnist/model=maxout/regime=clean/curves.parquet"),
+    ("saliency", "results/metrics/saliency/dataset=mnist/saliency.parquet"),
 ]
+PRESETS = ["--configfile", "presets/smoke.yaml", "presets/chaos.yaml"]
 
 
 LOCAL = {".git", ".venv", "results", "resources", "logs", ".snakemake", "build"}  # the checkout's, not code
@@ -71,23 +75,29 @@ def test_the_install_is_not_the_checkout_and_ships_its_data(installed):
     assert shipped == "True True"
 
 
-def test_the_installed_package_runs_the_smoke_preset(installed, smoke_run, tmp_path):
-    work = smoke_copy(tmp_path)
-    assert not (work / "advbench").exists()
-    env = {**os.environ, "PATH": f"{installed / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [str(installed / "bin/python"), "-m", "snakemake", "--profile", "workflow/profiles/default"]
-    cmd += ["--configfile", "presets/smoke.yaml", "--cores", "2"]
+def run_chaos_preset(work: Path, python: Path) -> None:
+    """The chaos preset in ``work`` by ``python``'s Snakemake, with its folder first on PATH (advbench)."""
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [str(python), "-m", "snakemake", "--profile", "workflow/profiles/default", *PRESETS, "--cores", "2"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ours, editable = (pd.read_csv(w / "results/tables/paper_comparison.csv") for w in (work, smoke_run))
-    pd.testing.assert_frame_equal(ours, editable)
+
+
+def test_the_installed_package_runs_the_workflow(installed, mnist_dir, tmp_path):
+    work, editable = tmp_path / "installed", tmp_path / "editable"
+    for folder in (work, editable):
+        folder.mkdir()
+        smoke_copy(folder)
+    assert not (work / "advbench").exists()
+    run_chaos_preset(work, installed / "bin/python")
+    run_chaos_preset(editable, Path(sys.executable))
+    ours, theirs = (pd.read_csv(w / "results/tables/paper_comparison.csv") for w in (work, editable))
+    pd.testing.assert_frame_equal(ours, theirs)
     for kind, rel in RESULTS:
-        table, reference = (
-            read_table(w / rel, kind).replace_schema_metadata(None) for w in (work, smoke_run)
-        )
+        table, reference = (read_table(w / rel, kind).replace_schema_metadata(None) for w in (work, editable))
         if kind == "curves":
             table, reference = table.drop_columns(["seconds"]), reference.drop_columns(["seconds"])
         assert table.equals(reference), rel
     # the jobs ran the installed code: outside a checkout, its provenance has no commit
     assert read_meta(work / RESULTS[0][1])["git_commit"] == "unknown"
-    assert read_meta(smoke_run / RESULTS[0][1])["git_commit"] != "unknown"
+    assert read_meta(editable / RESULTS[0][1])["git_commit"] != "unknown"

@@ -140,3 +140,32 @@ rule rotation:
             "experiment rotation --data {input.data} --job {params.job:q} --seeds {params.seeds}"
             " --out rotation={output} --threads {threads} --log {log}"
         )
+
+
+rule saliency:
+    input:
+        data=lambda w: PLAN.data(w.dataset),
+        checkpoints=lambda w: PLAN.experiment_inputs(PLAN.saliency_runs(w.dataset)),
+    output:
+        PATHS["saliency"],
+    log:
+        "logs/saliency/{dataset}/saliency.log",
+    benchmark:
+        "benchmarks/saliency/{dataset}/saliency.tsv"
+    threads: RAY_THREADS
+    resources:
+        ray=RAY_SLOT,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        job=lambda w: PLAN.experiment_job_json(
+            w.dataset,
+            PLAN.seed_runs(PLAN.saliency_runs(w.dataset)),
+            **{k: config["saliency"][k] for k in ("n", "samples", "noise")},
+        ),
+        seeds=SEED_ARGS,
+    run:
+        run_advbench(
+            "experiment saliency --data {input.data} --job {params.job:q} --seeds {params.seeds}"
+            " --out saliency={output} --threads {threads} --log {log}"
+        )

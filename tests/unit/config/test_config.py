@@ -117,6 +117,10 @@ def test_paper_preset_restores_the_full_schedule_for_every_run():
     for run, entry in run_entries(config).items():
         train, arch = run_model_spec(config, run).train, config["models"][entry["model"]]["arch"]
         assert train.n_train is None, run
+        if arch == "mp_dbm":  # pylearn2 mpdbm.yaml at its size, then galatea's stage 2 on 60k
+            spec = run_model_spec(config, run)
+            assert spec.dbm_units == (2087, 3200) and spec.dbm_iterations == 14, run
+            assert train.max_epochs == 1000 and train.patience == 100 and train.retrain, run
         if arch == "conv_maxout":  # pylearn2 cifar10_no_aug.yaml: a fixed 785 epochs
             assert train.max_epochs == 785, run
         elif arch in {"softmax", "logistic", "rbf", "maxout"}:  # the paper's MNIST models (not the demo)
@@ -135,6 +139,7 @@ DEFAULTS = {
     "ensemble": {"eps"},
     "rubbish": {"n", "threshold"},
     "rotation": {"angles"},
+    "saliency": {"n", "samples", "noise", "maps"},
 }
 
 

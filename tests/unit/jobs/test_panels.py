@@ -14,6 +14,7 @@ from advbench.config.specs import model_spec, regime_spec
 from advbench.data.cifar10 import fit_zca, gcn, preprocess, unwhiten
 from advbench.data.inputs import to_float
 from advbench.data.registry import PREP_PREFIX
+from advbench.evaluation.saliency import gradient_map, smoothgrad
 from advbench.jobs import panels
 from advbench.models.architectures import build
 from advbench.report import figures
@@ -21,6 +22,7 @@ from advbench.report.tables import load_tables
 from advbench.results import checkpoints
 from advbench.results.schemas import SCHEMA_VERSION
 from advbench.results.tables import read_meta, read_table
+from advbench.training.loop import task_seed
 
 SPECS = {
     "softmax": {"arch": "softmax", "max_col_norm": None},
@@ -92,6 +94,8 @@ def panel_files(tmp_path: Path) -> dict[str, Path]:
         "rubbish_n": {"mnist": 50, "cifar10": 20},
         "rubbish_k": 4,
         "rubbish_threshold": 0.5,
+        "saliency": [entry(inputs, "softmax"), entry(inputs, "maxout"), entry(inputs, "conv")],
+        "saliency_settings": {"maps": 3, "samples": 2, "noise": 0.15},
     }
     out = panels.make_panels(job, tmp_path / "panels")
     out["mnist_x"], out["cifar_x"] = mnist["x_test"], cifar["x_test"]
@@ -141,6 +145,29 @@ def test_weights_and_rubbish_round_trip(panel_files):
     assert meta["rule"] == "panels" and meta["schema_version"] == SCHEMA_VERSION
 
 
+def test_saliency_maps_are_the_experiments_maps_of_the_first_inputs(panel_files):
+    table = read_table(panel_files["panel_saliency"], "panel_saliency").to_pandas()
+    assert table.groupby(["dataset", "model"], sort=False).size().to_dict() == {
+        ("mnist", "softmax"): 3,
+        ("mnist", "maxout"): 3,
+        ("cifar10", "conv"): 3,
+    }
+    maxout = table[table["model"] == "maxout"]
+    assert list(maxout["example"]) == [0, 1, 2] and list(maxout["label"]) == [0, 1, 2]
+    x = torch.from_numpy(to_float(panel_files["mnist_x"][:3]).reshape(3, -1))
+    np.testing.assert_array_equal(np.stack(list(maxout["image"])), x.numpy())
+    torch.manual_seed(0)  # the fixture's model again (its checkpoint is gone)
+    model = build(model_spec("maxout", SPECS["maxout"])).eval()
+    y = torch.arange(3)
+    np.testing.assert_allclose(np.stack(list(maxout["gradient"])), gradient_map(model, x, y).numpy())
+    gen = torch.Generator().manual_seed(task_seed("mnist", "saliency", 0))  # the experiment's noise
+    expected = smoothgrad(model, x, y, 2, 0.15, gen).numpy()
+    np.testing.assert_allclose(np.stack(list(maxout["smoothgrad"])), expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(expected, np.stack(list(maxout["gradient"])))
+    conv = table[table["model"] == "conv"]
+    assert list(conv["shape"].iloc[0]) == [3, 32, 32] and len(conv["smoothgrad"].iloc[0]) == 3 * 32 * 32
+
+
 def test_figures_are_drawn_from_parquet_only(panel_files, tmp_path):
     job = {
         "charts": [],
@@ -150,6 +177,8 @@ def test_figures_are_drawn_from_parquet_only(panel_files, tmp_path):
             "first_layer_weights_cifar10": {"panel": "weights", "dataset": "cifar10"},
             "logistic_weights": {"panel": "logistic", "dataset": "mnist"},
             "rubbish_samples_cifar10": {"panel": "rubbish", "dataset": "cifar10"},
+            "saliency_maps_mnist": {"panel": "saliency", "dataset": "mnist"},
+            "saliency_maps_cifar10": {"panel": "saliency", "dataset": "cifar10"},
         },
     }
     files = [panel_files[k] for k in panels.KINDS]
@@ -162,6 +191,10 @@ def test_figures_are_drawn_from_parquet_only(panel_files, tmp_path):
     assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)  # drawn in colour
     assert fig.axes[0].get_title().startswith("clean (label airplane)")  # the first test input's class
     assert fig.axes[0].get_ylabel() == "conv-clean" and "ZCA inverted" in fig.axes[1].get_title()
+    maps = figures.saliency_figure(tables, "x", "mnist")
+    labels = [ax.get_ylabel() for ax in maps.axes if ax.get_ylabel()]
+    assert labels[0] == "input" and labels[1:3] == ["softmax-clean\ngradient", "softmax-clean\nSmoothGrad"]
+    assert len(maps.axes) == 5 * 3  # the inputs and two rows per run, three inputs each
     bad = {"charts": [], "images": {"adversarial_examples_svhn": {"panel": "examples", "dataset": "svhn"}}}
     with pytest.raises(ValueError, match="adversarial_examples_svhn.*panel_examples rows of svhn"):
         figures.make_figures(files, bad, tmp_path)

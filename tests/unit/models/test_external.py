@@ -160,7 +160,7 @@ def _config(models: dict, runs: list) -> dict:
     config = load_config(REPO / "config.yaml")
     config["models"] |= models
     config["runs"], config["transfer"]["pairs"] = runs, []
-    for key in ("agreement", "sweep", "ensemble", "rubbish", "rotation"):
+    for key in ("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency"):
         config[key] = None
     config["report"] = {"examples": [], "weights": []}
     return config

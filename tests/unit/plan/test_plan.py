@@ -80,9 +80,9 @@ def test_members_are_seed_major_and_chunked_per_seed(smoke):
 
 
 def test_switched_off_experiments_have_no_outputs(smoke):
-    config = dict(smoke.config, agreement=None, sweep=None, ensemble=None, rubbish=None, rotation=None)
-    assert Plan(config).experiment_outputs() == []
-    assert len(smoke.experiment_outputs()) == 6
+    off = dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency"))
+    assert Plan(dict(smoke.config, **off)).experiment_outputs() == []
+    assert len(smoke.experiment_outputs()) == 8  # saliency: one job for each of its runs' two datasets
 
 
 def test_job_specs_are_json_with_the_runs_settings(smoke):

@@ -110,6 +110,7 @@ def config_with(runs: list[dict], **regimes) -> dict:
     config["regimes"] |= regimes
     config["runs"] = runs
     config |= {"transfer": {"eps": [0.25], "pairs": []}, "rotation": None, "agreement": None, "sweep": None}
+    config |= {"saliency": None}
     config |= {"rubbish": None, "report": {"examples": [], "weights": []}}
     return config
 
