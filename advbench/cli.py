@@ -43,6 +43,7 @@ def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
         num_gpus_per_task=0 if on_cpus else ray.get("num_gpus_per_task", 0),
         object_store_mb=ray.get("object_store_mb", 512),
         max_retries=ray.get("max_retries", 2),
+        flush_denormal=ray.get("flush_denormal", True),
         address=ray.get("address"),
         use_ray=not args.no_ray,
         task_name=f"advbench {args.command}",  # the workers' process title: ray::advbench train

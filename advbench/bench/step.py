@@ -1,8 +1,8 @@
-"""Three costs inside a training step, each measured against its alternative: the maxout's max over pieces
+"""Four costs inside a training step, each measured against its alternative: the maxout's max over pieces
 (piece-major layout, :class:`advbench.models.architectures.Maxout`, against pylearn2's unit-major one), the
 noise controls' objective (one stacked pass, :func:`advbench.training.loop.paired_objective`, against two
-passes) and glibc's malloc (the tuned thresholds of :mod:`advbench.runtime.allocator` against glibc's
-defaults, in fresh processes).
+passes), glibc's malloc (the tuned thresholds of :mod:`advbench.runtime.allocator` against glibc's
+defaults, in fresh processes) and denormal floats (flushed to zero, as tasks run, against computed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from advbench.bench.timing import median, paired_range, time_interleaved
 from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build
-from advbench.training.loop import Sgd, noise, paired_objective, sgd_step
+from advbench.training.loop import Sgd, momentum_at, noise, paired_objective, sgd_step
 
 BATCH = 100  # the paper's minibatch
 
@@ -67,6 +67,50 @@ def noise_pass_rows(
     keys = {"section": "train", "model": name, "batch_size": BATCH}
     row = {**keys, "metric": "noise_one_pass_speedup", "value": value, "unit": "x"}
     return [row | paired_range(times["two_passes"], times["one_pass"])]
+
+
+WARM_STEPS = 1000
+
+
+def flush_denormal_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int
+) -> list[dict]:
+    """A clean training epoch over ``(x, y)`` with denormal floats computed, ÷ with them flushed to zero
+    (:func:`advbench.runtime.task.init_task`). Denormals arise as training goes on: the velocity of a
+    weight that gets no gradient decays by the momentum every step, and once the momentum exceeds .5 (from
+    the second epoch) the smallest denormal times the momentum rounds back to itself, so such velocities
+    stay denormal for good. Two copies of one model therefore each train ``WARM_STEPS`` minibatches (two
+    epochs of MNIST's 50k) first, one computing denormals and one flushing them, then take turns, each
+    epoch at its own epoch's momentum as training runs it. Tasks flush them: so does this process
+    afterwards."""
+    t, regime = spec.train, RegimeSpec(name="clean", kind=RegimeKind.CLEAN)
+
+    def epoch(flush: bool) -> Callable[[], None]:
+        gen = torch.Generator().manual_seed(0)  # one generator for the weights and the minibatches, as in
+        sgd = Sgd(build(spec, gen).to(x.device), spec)  # advbench.training.loop.train_model
+        epochs = iter(range(1, 1_000_000))
+
+        def run() -> None:
+            torch.set_flush_denormal(flush)
+            sgd.epoch(x, y, regime, t, t.lr, momentum_at(next(epochs), t), gen)
+
+        return run
+
+    warm = max(warmup, -(-WARM_STEPS * t.batch_size // len(x)))
+    try:
+        times = time_interleaved(
+            {"computed": epoch(False), "flushed": epoch(True)}, reps, warm, str(x.device)
+        )
+    finally:
+        torch.set_flush_denormal(True)
+    keys = {"section": "train", "model": name, "batch_size": t.batch_size}
+    value = median(times["computed"]) / median(times["flushed"])
+    row = {**keys, "metric": "flush_denormal_speedup", "value": value}
+    return [
+        row
+        | {"unit": f"x (clean epoch of {len(x)} examples)"}
+        | paired_range(times["computed"], times["flushed"])
+    ]
 
 
 def _step_seconds(units: int, tuned: bool, steps: int, reps: int) -> float:

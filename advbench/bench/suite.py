@@ -52,6 +52,7 @@ class BenchConfig:
     fgsm_images_large: int = 1024  # the 1600-unit maxout: 16x the work per image
     train_examples: int = 5000
     train_examples_large: int = 800
+    denormal_examples: int = 50_000  # a whole epoch: denormals come and go with the data's rare pixels
     malloc_rounds: int = 2  # fresh processes per allocator setting (bench_step.malloc_rows)
     malloc_steps: int = 20  # training steps per timing; 1600 units: a quarter
     reps: int = 5
@@ -64,7 +65,8 @@ class BenchConfig:
         """Seconds, not minutes: for CI and tests (timings too short to compare with the targets)."""
         return cls(
             models=("softmax", "maxout240"), batch_sizes=(32,), fgsm_images=64, fgsm_images_large=64,
-            train_examples=200, train_examples_large=200, reps=2, malloc_rounds=1, malloc_steps=4,
+            train_examples=200, train_examples_large=200, denormal_examples=200, reps=2, malloc_rounds=1,
+            malloc_steps=4,
             sections=sections,
         )  # fmt: skip
 
@@ -195,7 +197,7 @@ def fgsm_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dic
 
 
 def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
-    from advbench.bench.step import malloc_rows, maxout_max_rows, noise_pass_rows
+    from advbench.bench.step import flush_denormal_rows, malloc_rows, maxout_max_rows, noise_pass_rows
     from advbench.bench.torch_compile import compile_rows
     from advbench.bench.train import FULL_EPOCH, epoch_rows, monitoring_rows
 
@@ -216,6 +218,9 @@ def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[di
             log.info("training step: %s, max over pieces, noise objective, malloc settings", name)
             rows += maxout_max_rows(name, model_spec(name), cfg.reps, cfg.warmup)
             rows += noise_pass_rows(name, model_spec(name), x, y, cfg.reps, cfg.warmup)
+            if not large:
+                m = cfg.denormal_examples
+                rows += flush_denormal_rows(name, model_spec(name), x[:m], y[:m], cfg.reps, cfg.warmup)
             steps = max(cfg.malloc_steps // 4 if large else cfg.malloc_steps, 1)
             rows += malloc_rows(name, model_spec(name), cfg.malloc_rounds, steps, cfg.reps)
         if name == "maxout240":  # torch.compile against eager: why advbench runs eager
@@ -290,6 +295,7 @@ def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str
     from advbench.runtime.allocator import tune_allocator
 
     tune_allocator()
+    torch.set_flush_denormal(True)  # as in advbench's tasks (advbench.runtime.task.init_task)
     splits = load_splits(data_path)
     test, train = (
         _tensors(splits.x_test, splits.y_test, device),

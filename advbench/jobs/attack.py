@@ -34,7 +34,7 @@ def fgsm_task(
 ) -> dict:
     """Every method's examples of the test set crafted on ``source``, scored on ``target`` (the same model
     for white-box); random starts and signs from a generator of the task's key."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     src = load_model(source, device)
     tgt = src if target == source else load_model(target, device)

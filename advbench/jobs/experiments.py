@@ -52,7 +52,7 @@ def agreement_task(
     settings: RaySettings,
 ) -> dict:
     """F15-F17 for one seed: every model's predictions on the source's FGSM test examples."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     models = {run: load_model(t, device) for run, t in runs.items()}
     x, y = test_tensors(data, runs[source].spec, device)
@@ -71,7 +71,7 @@ def sweep_task(
     settings: RaySettings,
 ) -> dict:
     """F18 for one seed: outputs along the FGSM direction of the first test example of class ``label``."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     ((run, trained),) = runs.items()
     x, y = test_tensors(data, trained.spec, device)
@@ -97,7 +97,7 @@ def ensemble_task(
     settings: RaySettings,
 ) -> dict:
     """F20 for one seed: FGSM crafted on the whole ensemble vs on its first member, scored on the ensemble."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     ((run, members),) = runs.items()
     models = [load_model(t, device) for t in members]
@@ -130,7 +130,7 @@ def rubbish_task(
 ) -> dict:
     """F21-F25 for one seed: N(0, I) inputs in each model's input space (the same noise for every model
     of a dataset and seed; ``n_by_dataset`` overrides ``n``), scored by each model. Needs no data."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     rows, classes = [], []
     for trained in runs.values():
@@ -155,7 +155,7 @@ def rotation_task(
 ) -> dict:
     """§4 for one seed: every run's test set rotated toward a higher loss, in a random direction, and FGSM
     of the same L2 size (the random directions are the same for every model of a dataset and seed)."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     rows = []
     for trained in runs.values():
@@ -188,7 +188,7 @@ def saliency_task(
     """Sensitivity maps for one seed: every run's gradient and SmoothGrad maps of its first ``n`` test
     examples, scored by their alignment with the inputs (:mod:`advbench.evaluation.saliency`); the
     SmoothGrad noise is the same for every model of a dataset and seed."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     rows = []
     for trained in runs.values():

@@ -75,7 +75,7 @@ def train_task(
 ) -> dict:
     """Train one (model, regime, seed[, ensemble member]), write its checkpoint, return its curve rows
     (``source``: a static regime's source checkpoint of this seed)."""
-    init_task(settings.num_cpus_per_task)
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
     device = task_device(settings.num_gpus_per_task)
     tensors, init = train_tensors(data, spec, device), None
     if regime.source is not None:

@@ -29,6 +29,7 @@ class RaySettings:
     num_gpus_per_task: float = 0.0
     object_store_mb: int = 512
     max_retries: int = 2
+    flush_denormal: bool = True  # tasks compute float values below 2**-126 as 0 (advbench.runtime.task)
     address: str | None = None
     use_ray: bool = True
     task_name: str | None = None  # shown as the workers' process title (ray::<name>); default: the function's

@@ -38,10 +38,18 @@ def task_device(num_gpus_per_task: float) -> str:
     return "cuda" if num_gpus_per_task > 0 and torch.cuda.is_available() else "cpu"
 
 
-def init_task(num_cpus: float) -> None:
+def init_task(num_cpus: float, flush_denormal: bool = True) -> None:
     """Per-task setup: torch gets as many threads as the task has CPUs and deterministic algorithms only
     (results do not depend on the machine's load or core count); freed memory is kept for reuse
-    (:mod:`advbench.runtime.allocator`); log lines go to stderr."""
+    (:mod:`advbench.runtime.allocator`); log lines go to stderr.
+
+    ``flush_denormal`` (config ``ray.flush_denormal``): the CPU computes every value below 2**-126
+    (1.2e-38 in float32) as zero. Momentum velocities of first-layer weights whose pixels are rarely
+    nonzero decay through that range, and each operation on such a value costs the CPU a slow microcode
+    path (``advbench bench``'s ``flush_denormal_speedup`` row). The flag lives in each thread's control
+    register and torch's worker threads copy it when they are created, so it is set before any torch
+    arithmetic and before the thread count.
+    """
     import torch
 
     from advbench.runtime.allocator import tune_allocator
@@ -51,6 +59,7 @@ def init_task(num_cpus: float) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
+    torch.set_flush_denormal(flush_denormal)
     torch.set_num_threads(max(int(num_cpus), 1))
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)

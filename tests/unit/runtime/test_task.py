@@ -1,0 +1,32 @@
+"""Per-task setup: denormal floats flushed to zero in every thread of a task, or computed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# In a fresh interpreter (the flag is per thread and outlives the call): denormals made by numpy before
+# the task starts (torch would start its threads), then init_task, then a product of them large enough
+# for torch to split over the task's threads; count the products that stayed nonzero.
+PROBE = """
+import json, numpy, torch
+from advbench.runtime.task import init_task
+denormals = numpy.full(4_000_000, 1e-39, dtype=numpy.float32)
+init_task({threads}, flush_denormal={flush})
+tiny = torch.from_numpy(denormals)
+assert (tiny.view(torch.int32) == 0x000AE398).all()  # the bits of float32 1e-39, a denormal
+print(json.dumps({{"threads": torch.get_num_threads(), "nonzero": int((tiny * 0.5 != 0).sum())}}))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("flush", [True, False])
+def test_init_task_flushes_denormals_in_every_thread(threads, flush):
+    code = PROBE.format(threads=threads, flush=flush)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    probe = json.loads(out.stdout.splitlines()[-1])
+    assert probe["threads"] == threads
+    assert probe["nonzero"] == (0 if flush else 4_000_000)
