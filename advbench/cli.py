@@ -44,6 +44,7 @@ def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
         object_store_mb=ray.get("object_store_mb", 512),
         max_retries=ray.get("max_retries", 2),
         flush_denormal=ray.get("flush_denormal", True),
+        stack_seeds=ray.get("stack_seeds", "auto"),
         address=ray.get("address"),
         use_ray=not args.no_ray,
         task_name=f"advbench {args.command}",  # the workers' process title: ray::advbench train

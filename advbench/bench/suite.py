@@ -199,7 +199,7 @@ def fgsm_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dic
 def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     from advbench.bench.step import flush_denormal_rows, malloc_rows, maxout_max_rows, noise_pass_rows
     from advbench.bench.torch_compile import compile_rows
-    from advbench.bench.train import FULL_EPOCH, epoch_rows, monitoring_rows
+    from advbench.bench.train import FULL_EPOCH, epoch_rows, monitoring_rows, stacked_rows
 
     rows = []
     for name in cfg.models:
@@ -208,6 +208,9 @@ def train_section(cfg: BenchConfig, x: torch.Tensor, y: torch.Tensor) -> list[di
         log.info("training epochs: %s, %d examples", name, n)
         epochs = epoch_rows(name, model_spec(name), x[:n], y[:n], cfg.reps, cfg.warmup)
         rows += epochs
+        if name in MAXOUTS:  # a job's seeds one task each, or stacked (ray.stack_seeds)
+            log.info("stacked seeds: %s", name)
+            rows += stacked_rows(name, model_spec(name), x[:n], y[:n], max(cfg.reps // 2, 2), cfg.warmup)
         if name == "maxout240":  # the work around the steps: each epoch's monitoring
             log.info("per-epoch monitoring: %s", name)
             clean = next(r["value"] for r in epochs if r["metric"] == "epoch_seconds_clean")

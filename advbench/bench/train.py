@@ -27,7 +27,8 @@ from advbench.bench.fgsm import EPS
 from advbench.bench.timing import median, paired_range, peak_memory_mib, time_interleaved
 from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build, linear_layers
-from advbench.training.loop import Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
+from advbench.training.loop import Run, Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
+from advbench.training.stacked import StackedMaxout, StackedSgd
 from advbench.training.state import DiskStore
 
 REGIMES = {
@@ -78,6 +79,50 @@ def epoch_rows(
         | {"unit": f"1 (one save ÷ a clean epoch of {FULL_EPOCH} examples)"}
     )
     return rows
+
+
+STACK = 5  # the seeds of a job
+
+
+def stacked_rows(
+    name: str, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int
+) -> list[dict]:
+    """Seconds per seed of a clean and an adversarial training epoch over ``(x, y)``: ``STACK`` seeds one
+    after another (one task each) and as one stacked model (``ray.stack_seeds``); separate ÷ stacked."""
+    keys = {"section": "train", "model": name, "batch_size": spec.train.batch_size}
+    unit = f"s per seed and epoch of {len(x)} examples ({STACK} seeds)"
+    rows = []
+    for regime_name, regime in REGIMES.items():
+        times = _stacked_times(spec, regime, x, y, reps, warmup)
+        for kind, values in times.items():
+            metric = f"epoch_seconds_per_seed_{kind}_{regime_name}"
+            rows.append({**keys, "metric": metric, "value": median(values) / STACK, "unit": unit})
+        value = median(times["separate"]) / median(times["stacked"])
+        row = {**keys, "metric": f"stacked_seeds_speedup_{regime_name}", "value": value, "unit": "x"}
+        rows.append(row | paired_range(times["separate"], times["stacked"]))
+    return rows
+
+
+def _stacked_times(
+    spec: ModelSpec, regime: RegimeSpec, x: torch.Tensor, y: torch.Tensor, reps: int, warmup: int
+) -> dict[str, list[float]]:
+    data, t = Tensors(x, y, x[:1], y[:1]), spec.train
+    runs = []
+    for seed in range(STACK):
+        gen = torch.Generator().manual_seed(seed)
+        model = build(spec, gen).to(x.device)
+        runs.append(Run(spec, regime, data, gen, "", model, Sgd(model, spec)))
+    stacked = StackedSgd(StackedMaxout([run.model for run in runs]).to(x.device), runs)
+    momentum = momentum_at(1, t)
+
+    def separate() -> None:
+        for run in runs:
+            run.sgd.epoch(x, y, regime, t, t.lr, momentum, run.gen)
+
+    def together() -> None:
+        stacked.epoch(x, y, regime, t.lr, momentum, [True] * STACK)
+
+    return time_interleaved({"separate": separate, "stacked": together}, reps, warmup, str(x.device))
 
 
 FULL_EPOCH = 50_000

@@ -1,8 +1,10 @@
-"""The train job: one Ray task per seed (and ensemble member), then every curve in one file."""
+"""The train job: one Ray task per seed (and ensemble member), or one for all of them stacked, then every
+curve in one file."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,7 +26,10 @@ from advbench.results import checkpoints
 from advbench.runtime.ray import RaySettings, run_tasks
 from advbench.runtime.task import init_task, task_device
 from advbench.training.loop import Tensors, task_seed, train_model
+from advbench.training.stacked import stackable, train_stacked
 from advbench.training.state import DiskStore, fingerprint, spec_dicts, state_path
+
+log = logging.getLogger(__name__)
 
 
 def train_tensors(data: dict, spec: ModelSpec, device: str) -> Tensors:
@@ -83,15 +88,73 @@ def train_task(
             raise ValueError(f"regime {regime.name!r} (static) needs the checkpoint of its source model")
         tensors, weights = with_fixed_examples(tensors, spec, regime, source)
         init = weights if regime.init == Init.CONTINUE else None
-    key = (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
-    tag = f" seed {seed}" + ("" if member is None else f" member {member}")
-    store = DiskStore(
+    key = task_key(dataset, spec, regime, seed, member)
+    store = task_store(spec, regime, key, checkpoint, tensors, device)
+    state, curves = train_model(
+        spec, regime, tensors, task_seed(*key), tag=task_tag(seed, member), store=store, init=init
+    )
+    return {"rows": save_trained(state, curves, checkpoint, dataset, spec, regime, seed, member),
+            "node_id": ray_node_id(), "device": device}  # fmt: skip
+
+
+def train_stacked_task(
+    data: dict,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    dataset: str,
+    tasks: list[dict],
+    settings: RaySettings,
+) -> dict:
+    """Train every (seed[, member]) of ``tasks`` as one stacked model (:mod:`advbench.training.stacked`),
+    write each one's checkpoint, return all their curve rows."""
+    init_task(settings.num_cpus_per_task, settings.flush_denormal)
+    device = task_device(settings.num_gpus_per_task)
+    tensors = train_tensors(data, spec, device)
+    keys = [task_key(dataset, spec, regime, t["seed"], t["member"]) for t in tasks]
+    stores = [
+        task_store(spec, regime, k, t["checkpoint"], tensors, device)
+        for k, t in zip(keys, tasks, strict=True)
+    ]
+    tags = [task_tag(t["seed"], t["member"]) for t in tasks]
+    trained = train_stacked(spec, regime, tensors, [task_seed(*k) for k in keys], tags, stores)
+    rows = []
+    for t, (state, curves) in zip(tasks, trained, strict=True):
+        rows += save_trained(state, curves, t["checkpoint"], dataset, spec, regime, t["seed"], t["member"])
+    return {"rows": rows, "node_id": ray_node_id(), "device": device}
+
+
+def task_key(dataset: str, spec: ModelSpec, regime: RegimeSpec, seed: int, member: int | None) -> tuple:
+    """What a training task's seed derives from (:func:`advbench.training.loop.task_seed`)."""
+    return (dataset, spec.name, regime.name, seed) + (() if member is None else (member,))
+
+
+def task_tag(seed: int, member: int | None) -> str:
+    return f" seed {seed}" + ("" if member is None else f" member {member}")
+
+
+def task_store(
+    spec: ModelSpec, regime: RegimeSpec, key: tuple, checkpoint: str, tensors: Tensors, device: str
+) -> DiskStore:
+    """Where the task keeps its training state, beside its checkpoint."""
+    return DiskStore(
         state_path(Path(checkpoint)),
         fingerprint(*spec_dicts(spec, regime), list(key), tensors),
         every=spec.train.save_every,
         device=device,
     )
-    state, curves = train_model(spec, regime, tensors, task_seed(*key), tag=tag, store=store, init=init)
+
+
+def save_trained(
+    state: dict[str, torch.Tensor],
+    curves: list[dict],
+    checkpoint: str,
+    dataset: str,
+    spec: ModelSpec,
+    regime: RegimeSpec,
+    seed: int,
+    member: int | None,
+) -> list[dict]:
+    """Write the trained model's checkpoint; its curve rows with their keys."""
     meta = {
         "model": spec.name,
         "regime": regime.name,
@@ -101,7 +164,19 @@ def train_task(
     }
     checkpoints.save(state, Path(checkpoint), meta)
     keys = {"dataset": dataset, "seed": seed, "model": spec.name, "regime": regime.name, "member": member}
-    return {"rows": [{**keys, **row} for row in curves], "node_id": ray_node_id(), "device": device}
+    return [{**keys, **row} for row in curves]
+
+
+def stacks(settings: RaySettings, spec: ModelSpec, regime: RegimeSpec, n_tasks: int) -> bool:
+    """Whether a job trains its tasks as one stacked model: ``ray.stack_seeds`` (``auto``: where its tasks
+    get a GPU), for a job of several tasks that :func:`advbench.training.stacked.stackable` can stack."""
+    if settings.stack_seeds == "never" or n_tasks < 2:
+        return False
+    if not stackable(spec, regime):
+        if settings.stack_seeds == "always":
+            log.info("%s-%s: not stackable, one task per seed", spec.name, regime.name)
+        return False
+    return settings.stack_seeds == "always" or settings.num_gpus_per_task > 0
 
 
 def run_train(
@@ -137,7 +212,10 @@ def run_train(
         for task, src in zip(per_task, sources, strict=True):
             task["source"] = str(Path(src).resolve())
     shared = {"data": data, "spec": spec, "regime": regime, "dataset": dataset, "settings": settings}
-    outputs = run_tasks(train_task, shared, per_task, settings)
+    if stacks(settings, spec, regime, len(per_task)) and not sources:
+        outputs = run_tasks(train_stacked_task, shared, [{"tasks": per_task}], settings)
+    else:
+        outputs = run_tasks(train_task, shared, per_task, settings)
     wildcards = {"dataset": dataset, "model": spec.name, "regime": regime.name}
     write_outputs(outputs, "curves", curves_out, "train", wildcards, settings)
     for task in per_task:  # every output is written: the saved states have served their purpose

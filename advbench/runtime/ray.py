@@ -30,6 +30,7 @@ class RaySettings:
     object_store_mb: int = 512
     max_retries: int = 2
     flush_denormal: bool = True  # tasks compute float values below 2**-126 as 0 (advbench.runtime.task)
+    stack_seeds: str = "auto"  # a job's seeds in one stacked model: auto (on a GPU), always, never
     address: str | None = None
     use_ray: bool = True
     task_name: str | None = None  # shown as the workers' process title (ray::<name>); default: the function's

@@ -619,63 +619,94 @@ def _save(run: Run, store: StateStore | None, stage: int, stage_done: bool) -> N
 def train_stage1(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
     """Stage 1 from the run's last epoch: until ``patience`` epochs pass without a better validation
     score, at most ``max_epochs``."""
-    t = run.spec.train
+    t, data = run.spec.train, run.data
     for epoch in range(len(run.curves) + 1, t.max_epochs + 1):
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
-        data = run.data
         losses, lr = run.sgd.epoch(
             data.x_train, data.y_train, run.regime, t, epoch_lr(epoch, t), momentum, run.gen, data.fixed_train
         )
-        train_loss = float(losses.mean())
-        _check_finite(train_loss, run.spec, run.regime, epoch)
-        metrics = epoch_metrics(run.model, run.data, t)
-        score = metrics["val_adv_error" if t.select_on == SelectOn.ADVERSARIAL else "val_error"]
-        is_best = score < run.best_score
-        if is_best:
-            run.best, run.best_score = _copy(run.model.state_dict()), score
-            run.best_epoch, run.best_loss = epoch, train_loss
-        row = {
-            "stage": 1,
-            "epoch": epoch,
-            "lr": lr,
-            "momentum": momentum,
-            "train_loss": train_loss,
-            **metrics,
-        }
-        run.curves.append(row | {"seconds": time.perf_counter() - start, "is_best": is_best})
-        done = epoch - run.best_epoch >= t.patience or epoch == t.max_epochs
-        stage2 = t.retrain_max_epochs if t.retrain else 0
-        eta = _mean_seconds(run.curves) * (t.max_epochs - epoch + (stage2 * 1.2))  # stage 2: 60k of 50k
-        progress(run, run.curves[-1], t.max_epochs, eta, done)
-        _save(run, store, 1, done)
-        if done:
+        if end_stage1_epoch(run, epoch, losses, lr, momentum, time.perf_counter() - start, store, progress):
             break
+
+
+def end_stage1_epoch(
+    run: Run,
+    epoch: int,
+    losses: torch.Tensor,
+    lr: float,
+    momentum: float,
+    pass_seconds: float,
+    store: StateStore | None,
+    progress: ProgressLog,
+) -> bool:
+    """After stage 1's pass over the data (``losses``: its per-example objective): score the model, keep it
+    if it is the best so far, record the curve row, save the state; whether stage 1 is over."""
+    t, start = run.spec.train, time.perf_counter()
+    train_loss = float(losses.mean())
+    _check_finite(train_loss, run.spec, run.regime, epoch)
+    metrics = epoch_metrics(run.model, run.data, t)
+    score = metrics["val_adv_error" if t.select_on == SelectOn.ADVERSARIAL else "val_error"]
+    is_best = score < run.best_score
+    if is_best:
+        run.best, run.best_score = _copy(run.model.state_dict()), score
+        run.best_epoch, run.best_loss = epoch, train_loss
+    row = {"stage": 1, "epoch": epoch, "lr": lr, "momentum": momentum, "train_loss": train_loss, **metrics}
+    seconds = pass_seconds + time.perf_counter() - start
+    run.curves.append(row | {"seconds": seconds, "is_best": is_best})
+    done = epoch - run.best_epoch >= t.patience or epoch == t.max_epochs
+    stage2 = t.retrain_max_epochs if t.retrain else 0
+    eta = _mean_seconds(run.curves) * (t.max_epochs - epoch + (stage2 * 1.2))  # stage 2: 60k of 50k
+    progress(run, run.curves[-1], t.max_epochs, eta, done)
+    _save(run, store, 1, done)
+    return done
+
+
+def all_examples(data: Tensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Stage 2's examples: the training and the validation split (and their fixed examples) in one."""
+    fixed = None
+    if data.fixed_train is not None and data.fixed_val is not None:
+        fixed = torch.cat([data.fixed_train, data.fixed_val])
+    return torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val]), fixed
 
 
 def retrain_on_all(run: Run, store: StateStore | None, progress: ProgressLog) -> None:
     """Stage 2: continue on all training + validation examples until the objective on the validation part
     falls to stage 1's training objective at its best epoch, at most ``retrain_max_epochs``."""
-    t, data = run.spec.train, run.data
-    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
-    fixed = None
-    if data.fixed_train is not None and data.fixed_val is not None:
-        fixed = torch.cat([data.fixed_train, data.fixed_val])
-    n_train = len(data.x_train)
-    stage1 = sum(r["stage"] == 1 for r in run.curves)
-    last = stage1 + t.retrain_max_epochs
-    for epoch in range(len(run.curves) + 1, last + 1):
+    t = run.spec.train
+    x_all, y_all, fixed = all_examples(run.data)
+    for epoch in range(len(run.curves) + 1, stage2_last(run) + 1):
         start = time.perf_counter()
         losses, lr = run.sgd.epoch(
             x_all, y_all, run.regime, t, t.retrain_lr, t.retrain_momentum, run.gen, fixed
         )
-        _check_finite(float(losses.mean()), run.spec, run.regime, epoch)
-        held_out = float(losses[n_train:].mean())
-        row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}
-        row |= {"train_loss": float(losses.mean()), **epoch_metrics(run.model, data, t), "is_best": False}
-        run.curves.append(row | {"seconds": time.perf_counter() - start})
-        done = held_out <= run.best_loss or epoch == last
-        stage2_rows = [r for r in run.curves if r["stage"] == 2]
-        progress(run, run.curves[-1], last, _mean_seconds(stage2_rows) * (last - epoch), done)
-        _save(run, store, 2, done)
-        if done:
+        if end_stage2_epoch(run, epoch, losses, lr, time.perf_counter() - start, store, progress):
             break
+
+
+def stage2_last(run: Run) -> int:
+    """The last epoch stage 2 may run: ``retrain_max_epochs`` after stage 1's."""
+    return sum(r["stage"] == 1 for r in run.curves) + run.spec.train.retrain_max_epochs
+
+
+def end_stage2_epoch(
+    run: Run,
+    epoch: int,
+    losses: torch.Tensor,
+    lr: float,
+    pass_seconds: float,
+    store: StateStore | None,
+    progress: ProgressLog,
+) -> bool:
+    """After stage 2's pass over all examples: record the curve row, save the state; whether the objective
+    on the validation part has fallen to stage 1's best training objective (or the epochs ran out)."""
+    t, data, start, last = run.spec.train, run.data, time.perf_counter(), stage2_last(run)
+    _check_finite(float(losses.mean()), run.spec, run.regime, epoch)
+    held_out = float(losses[len(data.x_train) :].mean())
+    row = {"stage": 2, "epoch": epoch, "lr": lr, "momentum": t.retrain_momentum}
+    row |= {"train_loss": float(losses.mean()), **epoch_metrics(run.model, data, t), "is_best": False}
+    run.curves.append(row | {"seconds": pass_seconds + time.perf_counter() - start})
+    done = held_out <= run.best_loss or epoch == last
+    stage2_rows = [r for r in run.curves if r["stage"] == 2]
+    progress(run, run.curves[-1], last, _mean_seconds(stage2_rows) * (last - epoch), done)
+    _save(run, store, 2, done)
+    return done

@@ -74,7 +74,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
     diffs = rows[rows["metric"].str.startswith("max_abs_diff")]
     assert len(diffs) == 4 and (diffs["value"] == 0).all()  # advbench = torchattacks = ART, both models
     ratios = rows[rows["unit"] == "x"]
-    assert len(ratios) == 15 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
+    assert len(ratios) == 17 and all(math.isfinite(v) and v > 0 for v in ratios["value"])
     compiled = rows[rows["metric"].str.startswith("compile_speedup_")]  # torch.compile ran, both cases
     assert list(compiled["metric"]) == ["compile_speedup_fgsm", "compile_speedup_train_step"]
     assert list(compiled["batch_size"]) == [32, 100]
@@ -83,6 +83,7 @@ def test_quick_bench_writes_every_output(prepared, tmp_path):
         "speedup_vs_torchattacks", "speedup_vs_art", "time_over_floor", "adversarial_over_clean_epoch",
         "compile_speedup_fgsm", "compile_speedup_train_step",
         "maxout_max_piece_major_speedup", "noise_one_pass_speedup", "flush_denormal_speedup",
+        "stacked_seeds_speedup_clean", "stacked_seeds_speedup_adversarial",
     }  # fmt: skip
     assert (paired["rep_min"] <= paired["value"] * (1 + 1e-9)).all()
     assert (paired["value"] <= paired["rep_max"] * (1 + 1e-9)).all()

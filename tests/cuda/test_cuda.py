@@ -111,3 +111,24 @@ def test_googlenet_trains_and_is_attacked_on_the_gpu_under_deterministic_algorit
     assert read_meta(out)["devices"] == ["cuda"]
     cells = sorted((r["seed"], r["eps"], r["n"]) for r in rows)
     assert cells == [(s, e, 200) for s in (0, 1) for e in (0.0, 0.25)]  # every test example, both seeds
+
+
+def test_stacked_seeds_on_the_gpu_train_as_one_task_per_seed_does_without_dropout(prepared, tmp_path):
+    """``ray.stack_seeds: auto`` stacks a GPU job's seeds; without dropout (no random draws) the stacked
+    weights equal one task per seed's to rounding."""
+    from dataclasses import replace
+
+    no_dropout = replace(SPEC, input_keep=1.0, input_scale=1.0, hidden_keep=1.0, hidden_scale=1.0)
+    regime = regime_spec("adversarial", {"kind": "fgsm"})
+    states = {}
+    for mode in ("auto", "never"):
+        out = tmp_path / mode
+        ckpts = [str(out / f"seed={s}.safetensors") for s in (0, 1)]
+        settings = replace(_gpu_settings(), stack_seeds=mode)
+        run_train(
+            prepared, no_dropout, regime, [0, 1], ckpts, out / "curves.parquet", "mnist", SUBSET, settings
+        )
+        states[mode] = [load_file(c) for c in ckpts]
+    for stacked, alone in zip(states["auto"], states["never"], strict=True):
+        for k in alone:
+            torch.testing.assert_close(stacked[k], alone[k], rtol=1e-3, atol=1e-4)
