@@ -73,38 +73,44 @@ def budget_note(spec: ModelSpec) -> str | None:
     """How a maxout or MP-DBM run's training differs from its recipe (None: it follows it), for the notes
     of the rows it reproduces; other architectures have no schedule in the paper to compare with."""
     if spec.arch == Arch.MP_DBM:
-        return _mp_dbm_note(spec)
-    if spec.arch != Arch.MAXOUT:
+        cuts, source = _mp_dbm_cuts(spec) + _schedule_cuts(spec, "recipe"), "the recipe"
+    elif spec.arch == Arch.MAXOUT:
+        cuts, source = _schedule_cuts(spec, "paper") + _maxout_cuts(spec), "the paper's schedule"
+    else:
         return None
+    if not cuts:
+        return None
+    return "trained " + ", ".join(cuts) + f": {source} needs presets/paper.yaml"
+
+
+def _schedule_cuts(spec: ModelSpec, source: str) -> list[str]:
+    """The epochs and the training examples, where they fall short of the paper's."""
     t, cuts = spec.train, []
     if t.max_epochs < PAPER_MAX_EPOCHS or t.patience < PAPER_PATIENCE:
-        cuts.append(f"at most {_epochs(t.max_epochs)} (paper: until {PAPER_PATIENCE} without improvement)")
+        cuts.append(f"at most {_epochs(t.max_epochs)} ({source}: until {PAPER_PATIENCE} without improvement)")
     if t.n_train is not None:
         cuts.append(f"on the first {t.n_train} training examples")
+    return cuts
+
+
+def _maxout_cuts(spec: ModelSpec) -> list[str]:
+    t, cuts = spec.train, []
     if spec.init_range != PAPER_INIT_RANGE:
         cuts.append(f"init U(+-{spec.init_range:g})")
     if not t.retrain:
         cuts.append("no stage 2")
     elif t.retrain_max_epochs < PAPER_RETRAIN_EPOCHS:
         cuts.append(f"stage 2 at most {_epochs(t.retrain_max_epochs)}")
-    if not cuts:
-        return None
-    return "trained " + ", ".join(cuts) + ": the paper's schedule needs presets/paper.yaml"
+    return cuts
 
 
-def _mp_dbm_note(spec: ModelSpec) -> str | None:
-    t, cuts = spec.train, []
+def _mp_dbm_cuts(spec: ModelSpec) -> list[str]:
+    cuts = []
     if tuple(spec.dbm_units) != MPDBM_UNITS:
         cuts.append(f"with {' + '.join(map(str, spec.dbm_units))} hidden units (recipe: 2087 + 3200)")
     if spec.dbm_iterations != MPDBM_ITERATIONS:
         cuts.append(f"{spec.dbm_iterations} mean-field passes (recipe: {MPDBM_ITERATIONS})")
-    if t.max_epochs < PAPER_MAX_EPOCHS or t.patience < PAPER_PATIENCE:
-        cuts.append(f"at most {_epochs(t.max_epochs)} (recipe: until {PAPER_PATIENCE} without improvement)")
-    if t.n_train is not None:
-        cuts.append(f"on the first {t.n_train} training examples")
-    if not cuts:
-        return None
-    return "trained " + ", ".join(cuts) + ": the recipe needs presets/paper.yaml"
+    return cuts
 
 
 def _epochs(n: int) -> str:
