@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1
 # the modules whose code decides what a training task computes: a state saved by other code is refused
 CODE_MODULES = (
     "training/loop.py",
+    "training/stacked.py",
     "models/architectures.py",
     "models/heads.py",
     "attacks.py",
