@@ -60,9 +60,12 @@ class StackedMaxout(nn.Module):
     """``len(models)`` maxout MLPs of one architecture as one module: inputs ``(seeds, batch, features)``,
     outputs ``(seeds, batch, classes)``; parameter ``i`` is the stack of every model's parameter ``i``."""
 
-    def __init__(self, models: Sequence[MaxoutMLP]) -> None:
+    def __init__(self, models: Sequence[nn.Module]) -> None:
         super().__init__()
+        if not all(isinstance(m, MaxoutMLP) for m in models):
+            raise TypeError(f"only maxout MLPs stack, not {sorted({type(m).__name__ for m in models})}")
         template = models[0]
+        assert isinstance(template, MaxoutMLP)
         self.head = template.head
         self.names = [name for name, _ in template.named_parameters()]
         self.stack = nn.ParameterList(
