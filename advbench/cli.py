@@ -401,7 +401,7 @@ def parser() -> argparse.ArgumentParser:
         "budgets",
         help="what an epoch budget buys: the headline pair at several stage-1 caps, one workflow run each",
     )
-    p.add_argument("--epochs", type=int, nargs="+", default=[3, 10, 25, 50], help="stage-1 epoch caps")
+    p.add_argument("--epochs", type=int, nargs="+", default=[3, 10, 25, 50, 100], help="stage-1 epoch caps")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every budget (default: 0)")
     p.add_argument("--cores", type=int, default=None, help="Snakemake's cores (default: min(CPUs, 4))")
     p.add_argument("--repo", type=Path, default=Path.cwd(), help="the workflow to copy (default: here)")

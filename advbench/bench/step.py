@@ -52,17 +52,17 @@ def noise_pass_rows(
     model = build(spec, torch.Generator().manual_seed(0)).to(x.device).train()
     regime = RegimeSpec(name="noise_sign", kind=RegimeKind.NOISE_SIGN, alpha=0.5, eps=0.25)
     xb, yb = x[:BATCH], y[:BATCH]
-    stacked = {"two_passes": False, "one_pass": True}
+    one_pass = {"two_passes": False, "one_pass": True}
 
     def step(kind: str) -> Callable[[], None]:
         def run() -> None:
             for p in model.parameters():
                 p.grad = None
-            paired_objective(model, xb, xb + noise(xb, regime), yb, regime.alpha, stacked=stacked[kind])
+            paired_objective(model, xb, xb + noise(xb, regime), yb, regime.alpha, one_pass=one_pass[kind])
 
         return run
 
-    times = time_interleaved({k: step(k) for k in stacked}, reps * 4, warmup * 2, str(x.device))
+    times = time_interleaved({k: step(k) for k in one_pass}, reps * 4, warmup * 2, str(x.device))
     value = median(times["two_passes"]) / median(times["one_pass"])
     keys = {"section": "train", "model": name, "batch_size": BATCH}
     row = {**keys, "metric": "noise_one_pass_speedup", "value": value, "unit": "x"}

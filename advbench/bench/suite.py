@@ -325,15 +325,16 @@ def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str
     return with_targets(rows)
 
 
-def machine() -> str:
-    """The machine the numbers come from, in words."""
-    cpuinfo = Path("/proc/cpuinfo")
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The machine the numbers come from, in words: the CPU, whether it has AMX (Intel's matrix units, which
+    speed up torch's CPU matrix multiplies), the cores and the GPU."""
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    amx = "" if flags is None else (", with AMX" if "amx_tile" in flags else ", no AMX")
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return (
-        f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
-    )
+    cpu = names[0] if names else platform.machine()
+    return f"{cpu}{amx}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
 
 
 def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:

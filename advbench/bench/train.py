@@ -28,7 +28,7 @@ from advbench.bench.timing import median, paired_range, peak_memory_mib, time_in
 from advbench.config.specs import ModelSpec, RegimeKind, RegimeSpec
 from advbench.models.architectures import build, linear_layers
 from advbench.training.loop import Run, Sgd, Tensors, TrainState, epoch_metrics, momentum_at, objective
-from advbench.training.stacked import StackedMaxout, StackedSgd
+from advbench.training.stacked import StackedSgd
 from advbench.training.state import DiskStore
 
 REGIMES = {
@@ -112,7 +112,7 @@ def _stacked_times(
         gen = torch.Generator().manual_seed(seed)
         model = build(spec, gen).to(x.device)
         runs.append(Run(spec, regime, data, gen, "", model, Sgd(model, spec)))
-    stacked = StackedSgd(StackedMaxout([run.model for run in runs]).to(x.device), runs)
+    stacked = StackedSgd(runs, list(range(STACK)), x.device)
     momentum = momentum_at(1, t)
 
     def separate() -> None:
@@ -120,7 +120,7 @@ def _stacked_times(
             run.sgd.epoch(x, y, regime, t, t.lr, momentum, run.gen)
 
     def together() -> None:
-        stacked.epoch(x, y, regime, t.lr, momentum, [True] * STACK)
+        stacked.epoch(x, y, regime, t.lr, momentum)
 
     return time_interleaved({"separate": separate, "stacked": together}, reps, warmup, str(x.device))
 

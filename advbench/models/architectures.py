@@ -369,11 +369,15 @@ def apply_max_kernel_norm(model: nn.Module, caps: Sequence[float] | None) -> Non
 @torch.no_grad()
 def apply_max_col_norm(model: nn.Module, max_norm: float | None) -> None:
     """Cap the L2 norm of every unit's incoming weight vector (pylearn2 ``max_col_norm``)."""
-    if max_norm is None:
-        return
-    for layer in linear_layers(model):
-        norms = layer.weight.norm(dim=1, keepdim=True)
-        layer.weight.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
+    if max_norm is not None:
+        cap_rows(max_norm, [layer.weight for layer in linear_layers(model)])
+
+
+@torch.no_grad()
+def cap_rows(max_norm: float, weights: Sequence[torch.Tensor]) -> None:
+    """Scale every row (last axis) of each weight whose L2 norm exceeds ``max_norm`` down to it, in place."""
+    for w in weights:
+        w.mul_(torch.clamp(max_norm / w.norm(dim=-1, keepdim=True).clamp_min(1e-12), max=1.0))
 
 
 def logit_weight(model: nn.Module) -> torch.Tensor:

@@ -48,7 +48,7 @@ def init_task(num_cpus: float, flush_denormal: bool = True) -> None:
     nonzero decay through that range, and each operation on such a value costs the CPU a slow microcode
     path (``advbench bench``'s ``flush_denormal_speedup`` row). The flag lives in each thread's control
     register and torch's worker threads copy it when they are created, so it is set before any torch
-    arithmetic and before the thread count.
+    arithmetic and before the thread count (set later, it misses the workers: ``tests/unit/runtime``).
     """
     import torch
 

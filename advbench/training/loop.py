@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from advbench.attacks import fgsm, linf_pgd
+from advbench.attacks import Loss, linf_pgd
 from advbench.config.specs import Method, ModelSpec, RegimeKind, RegimeSpec, SelectOn, TrainSpec
 from advbench.evaluation.scores import MultiStep, error_rate, fgsm_scores, method_scores
 from advbench.models.architectures import (
@@ -34,7 +34,7 @@ from advbench.models.architectures import (
 )
 from advbench.models.dbm import MPDBM
 from advbench.models.external import ExternalModelError, check_outputs
-from advbench.models.heads import train_loss
+from advbench.models.heads import attack_loss, train_loss
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +87,77 @@ def epoch_lr(epoch: int, t: TrainSpec) -> float:
     return t.lr * (1 - frac * (1 - t.lr_linear_factor))
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a model's examples lie: ``batch_dim`` 0 for one model, 1 for a stack of seeds
+    (:mod:`advbench.training.stacked`: inputs ``(seeds, batch, features)``). Each seed's gradient is that
+    of its own mean loss, so a stack backpropagates the sum of its seeds' means."""
+
+    batch_dim: int = 0
+
+    def losses(self, model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of every example, shaped as ``y``."""
+        if self.batch_dim == 0:
+            return train_loss(model, out, y, "none")
+        return train_loss(model, out.flatten(0, 1), y.flatten(), "none").view(y.shape)
+
+    def attack_cost(self, model: nn.Module) -> Loss:
+        """The cost FGSM ascends (:func:`advbench.models.heads.attack_loss`) for :mod:`advbench.attacks`."""
+
+        def cost(out: torch.Tensor, y: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+            if self.batch_dim == 0:
+                return attack_loss(model, out, y, reduction)
+            return attack_loss(model, out.flatten(0, 1), y.flatten(), reduction)
+
+        return cost
+
+    def backward_mean(self, values: torch.Tensor, weight: float = 1.0) -> None:
+        """Backpropagate ``weight`` times the mean of ``values`` (of every seed's, for a stack)."""
+        (weight * values.mean(dim=self.batch_dim).sum()).backward()
+
+    def cat(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, b], dim=self.batch_dim)
+
+    def halves(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = t.chunk(2, dim=self.batch_dim)
+        return first, second
+
+
+ONE_MODEL = Layout(0)
+SEED_STACK = Layout(1)
+
+
 def objective(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     regime: RegimeSpec,
     fixed: torch.Tensor | None = None,
+    layout: Layout = ONE_MODEL,
 ) -> torch.Tensor:
     """Backpropagate the regime's loss into the parameters' ``.grad``; return its per-example values.
 
     For ``fgsm`` with ``grad_in_train_mode`` the perturbation's gradient comes from the same backward pass
     as the clean loss's parameter gradient (one extra forward and backward in all); no gradient flows
     through the sign. The noise controls of §6 use the same mixture with random perturbations of size eps,
-    ``static`` with ``fixed``, the minibatch's precomputed adversarial examples.
+    ``static`` with ``fixed``, the minibatch's precomputed adversarial examples. A stack of seeds
+    (``layout``) takes the clean, noise and input-FGSM objectives
+    (:func:`advbench.training.stacked.stackable`).
     """
     if isinstance(model, MPDBM):  # validation allows it the clean regime only
         mp = model.training_loss(x, y)
         mp.mean().backward()
         return mp.detach()
     if regime.kind == RegimeKind.CLEAN:
-        clean = train_loss(model, model(x), y, "none")
-        clean.mean().backward()
+        clean = layout.losses(model, model(x), y)
+        layout.backward_mean(clean)
         return clean.detach()
     if regime.kind in NOISE_KINDS:
-        return paired_objective(model, x, x + noise(x, regime), y, regime.alpha)
+        return paired_objective(model, x, x + noise(x, regime), y, regime.alpha, layout=layout)
+    if regime.kind == RegimeKind.FGSM and not regime.hidden_layer:
+        return fgsm_objective(model, x, y, regime, layout)
+    if layout != ONE_MODEL:
+        raise ValueError(f"regime {regime.name!r} ({regime.kind}) trains one model per task, not a stack")
     if regime.kind == RegimeKind.STATIC:
         if fixed is None:
             raise ValueError(f"regime {regime.name!r} (static) needs its fixed adversarial examples")
@@ -119,25 +166,35 @@ def objective(
         return worst_case_objective(model, x, y, regime)
     if regime.kind in RANDOM_START_KINDS:
         return paired_objective(model, x, random_start_examples(model, x, y, regime), y, regime.alpha)
-    if regime.hidden_layer:
+    if regime.kind == RegimeKind.FGSM:
         return hidden_fgsm_objective(model, x, y, regime)
+    raise ValueError(f"regime {regime.name!r} ({regime.kind}) has no training objective")
+
+
+def fgsm_objective(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, layout: Layout = ONE_MODEL
+) -> torch.Tensor:
+    """The paper's ``alpha J(x) + (1 - alpha) J(x + eps sign(grad_x J))``, backpropagated; per-example
+    values. The gradient comes from the clean term's own training-mode pass (``grad_in_train_mode``) or
+    from an eval-mode FGSM, as :func:`advbench.attacks.fgsm` attacks."""
     if regime.grad_in_train_mode:
         x_in = x.detach().clone().requires_grad_(True)
-        clean = train_loss(model, model(x_in), y, "none")
+        clean = layout.losses(model, model(x_in), y)
         if regime.alpha > 0:
-            (regime.alpha * clean.mean()).backward()
+            layout.backward_mean(clean, regime.alpha)
             grad = grad_of(x_in)
         else:
-            (grad,) = torch.autograd.grad(clean.mean(), x_in)
+            (grad,) = torch.autograd.grad(clean.mean(dim=layout.batch_dim).sum(), x_in)
         x_adv = x + regime.eps * grad.sign()
         if regime.clip:
             x_adv = x_adv.clamp(0.0, 1.0)
     else:
-        x_adv = fgsm(model, x, y, regime.eps, clip=regime.clip)
-        clean = train_loss(model, model(x), y, "none")
-        (regime.alpha * clean.mean()).backward()
-    adv = train_loss(model, model(x_adv.detach()), y, "none")
-    ((1 - regime.alpha) * adv.mean()).backward()
+        clip = (0.0, 1.0) if regime.clip else None
+        x_adv = linf_pgd(model, x, y, regime.eps, clip=clip, loss=layout.attack_cost(model))
+        clean = layout.losses(model, model(x), y)
+        layout.backward_mean(clean, regime.alpha)
+    adv = layout.losses(model, model(x_adv.detach()), y)
+    layout.backward_mean(adv, 1 - regime.alpha)
     return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
 
 
@@ -172,34 +229,37 @@ def paired_objective(
     x_other: torch.Tensor,
     y: torch.Tensor,
     alpha: float,
-    stacked: bool | None = None,
+    one_pass: bool | None = None,
+    layout: Layout = ONE_MODEL,
 ) -> torch.Tensor:
     """The mixture ``alpha J(x) + (1 - alpha) J(x_other)`` for inputs that do not depend on the model being
     trained (noise, fixed adversarial examples), backpropagated.
 
-    By default both terms go through one forward and one backward of the stacked batch: the same gradient
-    as two passes, in fewer and larger matrix multiplies (bench row ``noise_one_pass_speedup`` times
-    ``stacked=False`` against it). Models with batch norm take two passes: stacking would mix the two
+    By default both terms go through one forward and one backward of the concatenated batch: the same
+    gradient as two passes, in fewer and larger matrix multiplies (bench row ``noise_one_pass_speedup``
+    times ``one_pass=False`` against it). Models with batch norm take two passes: one would mix the two
     batches' statistics.
     """
     if alpha == 0:  # the other term alone (fast and PGD adversarial training as their authors run them)
-        other = train_loss(model, model(x_other), y, "none")
-        other.mean().backward()
+        other = layout.losses(model, model(x_other), y)
+        layout.backward_mean(other)
         return other.detach()
-    if stacked is None:
-        stacked = not has_batch_norm(model)
-    if stacked:
-        clean, other = train_loss(model, model(torch.cat([x, x_other])), torch.cat([y, y]), "none").chunk(2)
+    if one_pass is None:
+        one_pass = not has_batch_norm(model)
+    if one_pass:
+        clean, other = layout.halves(layout.losses(model, model(layout.cat(x, x_other)), layout.cat(y, y)))
     else:
-        clean = train_loss(model, model(x), y, "none")
-        other = train_loss(model, model(x_other), y, "none")
-    return backward_mixture(clean, other, alpha)
+        clean = layout.losses(model, model(x), y)
+        other = layout.losses(model, model(x_other), y)
+    return backward_mixture(clean, other, alpha, layout)
 
 
-def backward_mixture(clean: torch.Tensor, other: torch.Tensor, alpha: float) -> torch.Tensor:
+def backward_mixture(
+    clean: torch.Tensor, other: torch.Tensor, alpha: float, layout: Layout = ONE_MODEL
+) -> torch.Tensor:
     """Backpropagate the mean of ``alpha * clean + (1 - alpha) * other``; return its per-example values."""
     mixed = alpha * clean + (1 - alpha) * other
-    mixed.mean().backward()
+    layout.backward_mean(mixed)
     return mixed.detach()
 
 

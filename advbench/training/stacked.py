@@ -7,7 +7,8 @@ makes it that seed: its initial weights and its minibatch order come from its ow
 :func:`advbench.training.loop.train_model`; its dropout masks come from the one global generator the stack
 shares, so a stacked seed is a different draw of the same training (without dropout it computes the same
 numbers, to rounding). Each seed also keeps its own early stopping and its own stage 2: a seed whose stage
-is over is frozen (its update masked) while the others go on, and the stages switch when every seed is done.
+is over leaves the stack (no step computes it) while the others go on, and the stages switch when every seed
+is done.
 
 Supported: the ``maxout`` architecture with the clean objective, the noise controls and FGSM adversarial
 training on the input (:func:`stackable`); everything else trains one task per seed. ``ray.stack_seeds``
@@ -24,10 +25,10 @@ import torch
 from torch import nn
 
 from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec
-from advbench.models.architectures import Maxout, MaxoutMLP, ScaledDropout, build
-from advbench.models.heads import attack_loss, train_loss
+from advbench.models.architectures import Maxout, MaxoutMLP, ScaledDropout, build, cap_rows
 from advbench.training.loop import (
     NOISE_KINDS,
+    SEED_STACK,
     ProgressLog,
     Run,
     Sgd,
@@ -40,7 +41,8 @@ from advbench.training.loop import (
     epoch_lr,
     lr_at,
     momentum_at,
-    noise,
+    objective,
+    sgd_step,
     stage2_last,
 )
 
@@ -100,117 +102,62 @@ class StackedMaxout(nn.Module):
         return [p for p in self.stack if p.dim() == 3]
 
 
-def per_seed(model: StackedMaxout, out: torch.Tensor, y: torch.Tensor, attack: bool = False) -> torch.Tensor:
-    """The training loss (or the attack's cost) of every example, ``(seeds, batch)``."""
-    loss = attack_loss if attack else train_loss
-    return loss(model, out.flatten(0, 1), y.flatten(), "none").view(y.shape)
-
-
-def backward_means(values: torch.Tensor, weight: float = 1.0) -> None:
-    """Backpropagate ``weight`` times every seed's mean: each seed's gradient is that of its own mean."""
-    (weight * values.mean(dim=1).sum()).backward()
-
-
-def stacked_objective(
-    model: StackedMaxout, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec
-) -> torch.Tensor:
-    """:func:`advbench.training.loop.objective` for a stack: backpropagate the regime's loss of every seed
-    into the stacked ``.grad``; return the per-example values ``(seeds, batch)``."""
-    if regime.kind == RegimeKind.CLEAN:
-        clean = per_seed(model, model(x), y)
-        backward_means(clean)
-        return clean.detach()
-    if regime.kind in NOISE_KINDS:  # both terms in one pass, as paired_objective does
-        both = per_seed(model, model(torch.cat([x, x + noise(x, regime)], dim=1)), torch.cat([y, y], dim=1))
-        clean, other = both.chunk(2, dim=1)
-        mixed = regime.alpha * clean + (1 - regime.alpha) * other
-        backward_means(mixed)
-        return mixed.detach()
-    x_in = x.detach().clone().requires_grad_(True)
-    if regime.grad_in_train_mode:
-        clean = per_seed(model, model(x_in), y)
-        if regime.alpha > 0:
-            backward_means(clean, regime.alpha)
-            grad = x_in.grad
-        else:
-            (grad,) = torch.autograd.grad(clean.mean(dim=1).sum(), x_in)
-    else:  # the gradient in eval mode (no dropout), as advbench.attacks.fgsm takes it
-        model.eval()
-        (grad,) = torch.autograd.grad(per_seed(model, model(x_in), y, attack=True).sum(), x_in)
-        model.train()
-        clean = per_seed(model, model(x), y)
-        backward_means(clean, regime.alpha)
-    assert grad is not None
-    x_adv = x + regime.eps * grad.sign()
-    if regime.clip:
-        x_adv = x_adv.clamp(0.0, 1.0)
-    adv = per_seed(model, model(x_adv.detach()), y)
-    backward_means(adv, 1 - regime.alpha)
-    return (regime.alpha * clean + (1 - regime.alpha) * adv).detach()
-
-
 class StackedSgd:
-    """pylearn2's momentum SGD and max column norm (:class:`advbench.training.loop.Sgd`) on a stack, with a
-    mask of the seeds still training: a frozen seed's weights stay as they are."""
+    """pylearn2's momentum SGD and max column norm (:class:`advbench.training.loop.Sgd`) for a stack of
+    ``runs[i]`` for each ``i`` in ``seeds``, built from their current weights and velocities;
+    :meth:`unstack` copies them back."""
 
-    def __init__(self, model: StackedMaxout, runs: Sequence[Run]) -> None:
-        self.model, self.runs = model, runs
-        self.velocity = [
-            torch.stack([run.sgd.velocity[i] for run in runs]).clone() for i in range(len(model.names))
-        ]
+    def __init__(self, runs: Sequence[Run], seeds: list[int], device: torch.device) -> None:
+        self.seeds, self.runs = seeds, [runs[i] for i in seeds]
+        self.model = StackedMaxout([run.model for run in self.runs]).to(device)
+        self.params = list(self.model.stack)
+        velocities = zip(*(run.sgd.velocity for run in self.runs), strict=True)
+        self.velocity = [torch.stack(vs).clone() for vs in velocities]
 
-    def step(self, lr: float, momentum: float, active: torch.Tensor) -> None:
+    def step(self, lr: float, momentum: float) -> None:
         with torch.no_grad():
-            for p, v in zip(self.model.stack, self.velocity, strict=True):
-                mask = active.view(-1, *([1] * (p.dim() - 1)))
-                assert p.grad is not None
-                v.mul_(momentum).sub_(p.grad, alpha=lr).mul_(mask)
-                p.add_(v)
+            sgd_step(self.params, self.velocity, lr, momentum, self.runs[0].sgd.scales)
             if (cap := self.runs[0].spec.max_col_norm) is not None:
-                for w in self.model.weights():
-                    w.mul_(torch.clamp(cap / w.norm(dim=2, keepdim=True).clamp_min(1e-12), max=1.0))
+                cap_rows(cap, self.model.weights())
 
     def epoch(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        regime: RegimeSpec,
-        lr0: float,
-        momentum: float,
-        active: list[bool],
+        self, x: torch.Tensor, y: torch.Tensor, regime: RegimeSpec, lr0: float, momentum: float
     ) -> tuple[torch.Tensor, float]:
-        """One pass of every active seed over ``(x, y)``, each in its own random minibatches; per-example
-        objective values ``(seeds, examples)`` and the last lr. Frozen seeds draw no minibatch order (their
-        generator stays where their stage left it) and follow the first active seed's."""
+        """One pass of every seed over ``(x, y)``, each in its own random minibatches; per-example objective
+        values ``(seeds, examples)`` and the last lr."""
         t, device = self.runs[0].spec.train, x.device
-        orders = {
-            i: torch.randperm(len(x), generator=run.gen) for i, run in enumerate(self.runs) if active[i]
-        }
-        first = orders[min(orders)]
-        batches = torch.stack([orders.get(i, first) for i in range(len(self.runs))]).to(device)
-        mask = torch.tensor(active, dtype=x.dtype, device=device)
+        orders = torch.stack([torch.randperm(len(x), generator=run.gen) for run in self.runs]).to(device)
         losses = torch.zeros(len(self.runs), len(x), device=device)
         rows = torch.arange(len(self.runs), device=device)[:, None]
         self.model.train()
-        step, lr = next(run.sgd.step for i, run in enumerate(self.runs) if active[i]), lr0
-        for idx in batches.split(t.batch_size, dim=1):
-            for p in self.model.stack:
+        step, lr = self.runs[0].sgd.step, lr0
+        for idx in orders.split(t.batch_size, dim=1):
+            for p in self.params:
                 p.grad = None
-            losses[rows, idx] = stacked_objective(self.model, x[idx], y[idx], regime)
+            losses[rows, idx] = objective(self.model, x[idx], y[idx], regime, layout=SEED_STACK)
             lr = lr_at(step, t, lr0)
-            self.step(lr, momentum, mask)
+            self.step(lr, momentum)
             step += 1
-        for i, run in enumerate(self.runs):
-            if active[i]:
-                run.sgd.step = step
+        for run in self.runs:
+            run.sgd.step = step
         return losses, lr
 
-    def unstack(self, active: list[bool]) -> None:
-        """Copy every active seed's weights and velocities back into its run (for scoring and saving)."""
+    def unstack(self) -> None:
+        """Copy every seed's weights and velocities back into its run (for scoring and saving)."""
         for i, run in enumerate(self.runs):
-            if active[i]:
-                run.model.load_state_dict(self.model.state_dict_of(i))
-                run.sgd.velocity = [v[i].clone() for v in self.velocity]
+            run.model.load_state_dict(self.model.state_dict_of(i))
+            run.sgd.velocity = [v[i].clone() for v in self.velocity]
+
+
+def live_stack(
+    stack: StackedSgd | None, runs: list[Run], done: list[bool], device: torch.device
+) -> StackedSgd:
+    """The stack of the seeds still training: ``stack`` while they are its seeds, else a new one. A seed
+    whose stage is over leaves the stack, so no step computes it."""
+    live = [i for i, finished in enumerate(done) if not finished]
+    if stack is not None and stack.seeds == live:
+        return stack
+    return StackedSgd(runs, live, device)
 
 
 def train_stacked(
@@ -289,20 +236,16 @@ def _stage1(
     runs: list[Run], stores: Sequence[StateStore | None], done: list[bool], progress: ProgressLog
 ) -> None:
     t, data = runs[0].spec.train, runs[0].data
-    stacked = StackedMaxout([run.model for run in runs]).to(data.x_train.device)
-    sgd = StackedSgd(stacked, runs)
+    stack: StackedSgd | None = None
     first = min(len(run.curves) for i, run in enumerate(runs) if not done[i]) + 1
     for epoch in range(first, t.max_epochs + 1):
-        active = [not d for d in done]
+        stack = live_stack(stack, runs, done, data.x_train.device)
         start, momentum = time.perf_counter(), momentum_at(epoch, t)
-        losses, lr = sgd.epoch(
-            data.x_train, data.y_train, runs[0].regime, epoch_lr(epoch, t), momentum, active
-        )
-        sgd.unstack(active)
-        share = (time.perf_counter() - start) / sum(active)  # the pass's seconds, shared by its seeds
-        for i, run in enumerate(runs):
-            if active[i]:
-                done[i] = end_stage1_epoch(run, epoch, losses[i], lr, momentum, share, stores[i], progress)
+        losses, lr = stack.epoch(data.x_train, data.y_train, runs[0].regime, epoch_lr(epoch, t), momentum)
+        stack.unstack()
+        share = (time.perf_counter() - start) / len(stack.runs)  # the pass's seconds, shared by its seeds
+        for i, loss in zip(stack.seeds, losses, strict=True):
+            done[i] = end_stage1_epoch(runs[i], epoch, loss, lr, momentum, share, stores[i], progress)
         if all(done):
             return
 
@@ -312,16 +255,16 @@ def _stage2(
 ) -> None:
     t = runs[0].spec.train
     x_all, y_all, _ = all_examples(runs[0].data)
-    stacked = StackedMaxout([run.model for run in runs]).to(x_all.device)
-    sgd = StackedSgd(stacked, runs)
+    stack: StackedSgd | None = None
     while not all(done):
-        active = [not d for d in done]
+        stack = live_stack(stack, runs, done, x_all.device)
         start = time.perf_counter()
-        losses, lr = sgd.epoch(x_all, y_all, runs[0].regime, t.retrain_lr, t.retrain_momentum, active)
-        sgd.unstack(active)
-        share = (time.perf_counter() - start) / sum(active)
-        for i, run in enumerate(runs):
-            if active[i]:
-                epoch = len(run.curves) + 1
-                assert epoch <= stage2_last(run)
-                done[i] = end_stage2_epoch(run, epoch, losses[i], lr, share, stores[i], progress)
+        losses, lr = stack.epoch(x_all, y_all, runs[0].regime, t.retrain_lr, t.retrain_momentum)
+        stack.unstack()
+        share = (time.perf_counter() - start) / len(stack.runs)
+        for i, loss in zip(stack.seeds, losses, strict=True):
+            run = runs[i]
+            epoch = len(run.curves) + 1
+            if epoch > stage2_last(run):
+                raise RuntimeError(f"{run.spec.name}{run.tag}: stage 2 went past its last epoch {epoch - 1}")
+            done[i] = end_stage2_epoch(run, epoch, loss, lr, share, stores[i], progress)

@@ -30,3 +30,22 @@ def test_init_task_flushes_denormals_in_every_thread(threads, flush):
     probe = json.loads(out.stdout.splitlines()[-1])
     assert probe["threads"] == threads
     assert probe["nonzero"] == (0 if flush else 4_000_000)
+
+
+# Why init_task sets the flag first: set after torch's worker threads exist, it reaches only the calling
+# thread, and the workers' share of a product keeps its denormals.
+LATE = """
+import json, numpy, torch
+denormals = numpy.full(4_000_000, 1e-39, dtype=numpy.float32)
+torch.set_num_threads(2)
+tiny = torch.from_numpy(denormals)
+(tiny * 0.5).sum()  # starts the worker threads
+torch.set_flush_denormal(True)
+print(json.dumps({"nonzero": int((tiny * 0.5 != 0).sum())}))
+"""
+
+
+def test_the_flag_set_after_the_threads_start_misses_the_worker_threads():
+    out = subprocess.run([sys.executable, "-c", LATE], capture_output=True, text=True, check=True)
+    nonzero = json.loads(out.stdout.splitlines()[-1])["nonzero"]
+    assert 0 < nonzero < 4_000_000

@@ -17,8 +17,8 @@ from advbench.jobs.train import run_train, stacks, train_tensors
 from advbench.models.architectures import build
 from advbench.results.tables import read_table
 from advbench.runtime.ray import RaySettings
-from advbench.training.loop import Tensors, train_model
-from advbench.training.stacked import StackedMaxout, stackable, train_stacked
+from advbench.training.loop import Run, Sgd, Tensors, train_model
+from advbench.training.stacked import StackedMaxout, live_stack, stackable, train_stacked
 from advbench.training.state import DiskStore, fingerprint, read_document, spec_dicts
 
 SEEDS = [11, 12, 13]
@@ -67,6 +67,29 @@ def test_without_dropout_the_stack_trains_each_seed_as_its_own_task_does(regime_
             torch.testing.assert_close(state[k], alone[k], rtol=1e-4, atol=1e-5)
         for row, ref in zip(curves, alone_curves, strict=True):
             assert row["val_error"] == pytest.approx(ref["val_error"], abs=0.01)
+
+
+def test_a_seed_whose_stage_is_over_leaves_the_stack_and_is_not_computed():
+    spec, data, cpu = _spec(), _tensors(), torch.device("cpu")
+    regime = regime_spec("clean", REGIMES["clean"])
+    runs = []
+    for seed in SEEDS:
+        gen = torch.Generator().manual_seed(seed)
+        model = build(spec, gen)
+        runs.append(Run(spec, regime, data, gen, "", model, Sgd(model, spec)))
+    stack = live_stack(None, runs, [False] * 3, cpu)
+    assert live_stack(stack, runs, [False] * 3, cpu) is stack  # the same seeds: the same stack
+    smaller = live_stack(stack, runs, [False, True, False], cpu)
+    assert smaller.seeds == [0, 2] and all(p.shape[0] == 2 for p in smaller.model.stack)
+    done_weights = {k: v.clone() for k, v in runs[1].model.state_dict().items()}
+    done_gen = runs[1].gen.get_state()
+    before = runs[2].model.state_dict()["net.1.linear.weight"].clone()
+    smaller.epoch(data.x_train, data.y_train, regime, spec.train.lr, 0.5)
+    smaller.unstack()
+    for k, v in runs[1].model.state_dict().items():
+        assert torch.equal(v, done_weights[k])
+    assert torch.equal(runs[1].gen.get_state(), done_gen)  # it drew no minibatch order either
+    assert not torch.equal(runs[2].model.state_dict()["net.1.linear.weight"], before)
 
 
 def test_with_dropout_stacked_seeds_train_as_well_as_separate_ones_within_the_seeds_noise(prepared):
