@@ -95,19 +95,21 @@ class Layout:
 
     batch_dim: int = 0
 
+    def flat(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs ``(examples, classes)``, labels ``(examples,)``: a stack's seed and batch axes as one."""
+        if self.batch_dim == 0:
+            return out, y
+        return out.flatten(0, 1), y.flatten()
+
     def losses(self, model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of every example, shaped as ``y``."""
-        if self.batch_dim == 0:
-            return train_loss(model, out, y, "none")
-        return train_loss(model, out.flatten(0, 1), y.flatten(), "none").view(y.shape)
+        return train_loss(model, *self.flat(out, y), "none").view(y.shape)
 
     def attack_cost(self, model: nn.Module) -> Loss:
         """The cost FGSM ascends (:func:`advbench.models.heads.attack_loss`) for :mod:`advbench.attacks`."""
 
         def cost(out: torch.Tensor, y: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-            if self.batch_dim == 0:
-                return attack_loss(model, out, y, reduction)
-            return attack_loss(model, out.flatten(0, 1), y.flatten(), reduction)
+            return attack_loss(model, *self.flat(out, y), reduction)
 
         return cost
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -66,8 +67,7 @@ class StackedMaxout(nn.Module):
         super().__init__()
         if not all(isinstance(m, MaxoutMLP) for m in models):
             raise TypeError(f"only maxout MLPs stack, not {sorted({type(m).__name__ for m in models})}")
-        template = models[0]
-        assert isinstance(template, MaxoutMLP)
+        template = cast(MaxoutMLP, models[0])
         self.head = template.head
         self.names = [name for name, _ in template.named_parameters()]
         self.stack = nn.ParameterList(
