@@ -203,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_budgets(args: argparse.Namespace) -> None:
     from advbench.bench.budgets import Budget, default_cores, run_budgets, write_outputs
-    from advbench.bench.suite import machine
+    from advbench.runtime.task import machine
 
     cores = args.cores or default_cores()
     budgets = [Budget(epochs, tuple(args.seeds), cores) for epochs in args.epochs]

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import platform
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from advbench.data.splits import load_splits
 from advbench.models.architectures import build
 from advbench.results.provenance import provenance
 from advbench.runtime.files import atomic_path
+from advbench.runtime.task import machine
 
 log = logging.getLogger(__name__)
 SECTIONS = ("fgsm", "train", "memory", "ray", "workflow")
@@ -323,18 +322,6 @@ def run_bench(cfg: BenchConfig, data_path: Path, workflow_dir: Path, device: str
             raise ValueError(f"bench section {name!r} unknown; expected some of {SECTIONS}")
     torch.set_num_threads(cfg.threads)
     return with_targets(rows)
-
-
-def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The machine the numbers come from, in words: the CPU, whether it has AMX (Intel's matrix units, which
-    speed up torch's CPU matrix multiplies), the cores and the GPU."""
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
-    amx = "" if flags is None else (", with AMX" if "amx_tile" in flags else ", no AMX")
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    cpu = names[0] if names else platform.machine()
-    return f"{cpu}{amx}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
 
 
 def markdown(rows: list[dict], cfg: BenchConfig, device: str) -> str:

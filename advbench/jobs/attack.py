@@ -13,9 +13,9 @@ from advbench.jobs.common import (
     Trained,
     absolute_paths,
     load_model,
-    ray_node_id,
     subset_data,
     test_tensors,
+    where,
     write_outputs,
 )
 from advbench.runtime.ray import RaySettings, run_tasks
@@ -55,7 +55,7 @@ def fgsm_task(
             "target_model": target.spec.name,
             "target_regime": target.regime.name,
         }
-    return {"rows": [{**keys, **row} for row in rows], "node_id": ray_node_id(), "device": device}
+    return {"rows": [{**keys, **row} for row in rows], **where(device)}
 
 
 def run_fgsm(

@@ -20,6 +20,7 @@ from advbench.results import checkpoints
 from advbench.results.provenance import provenance
 from advbench.results.tables import write_table
 from advbench.runtime.ray import RaySettings
+from advbench.runtime.task import machine
 
 TRAIN_KEYS = ("x_train", "y_train", "x_val", "y_val")
 
@@ -72,6 +73,11 @@ def ray_node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
+def where(device: str) -> dict[str, str]:
+    """Where a task ran, for its job's provenance: the Ray node, the device and the machine in words."""
+    return {"node_id": ray_node_id(), "device": device, "machine": machine()}
+
+
 def test_tensors(data: dict, spec: ModelSpec, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split, restricted to the model's classes."""
     data = restrict_classes({k: v for k, v in data.items() if k not in TRAIN_KEYS}, spec.classes)
@@ -103,6 +109,7 @@ def write_outputs(
     extra = {
         "node_ids": sorted({o["node_id"] for o in outputs}),
         "devices": sorted({o["device"] for o in outputs}),
+        "machines": sorted({o["machine"] for o in outputs}),
         "ray_address": ray_mode(settings),
     }
     meta = provenance(os.environ.get(CONFIG_HASH_ENV, "unknown"), rule, wildcards, extra)

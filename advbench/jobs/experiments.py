@@ -18,7 +18,7 @@ from advbench.data.registry import dataset_info
 from advbench.evaluation import analyses
 from advbench.evaluation.saliency import saliency_summary
 from advbench.evaluation.scores import fgsm_scores
-from advbench.jobs.common import Trained, load_model, ray_node_id, subset_data, test_tensors, write_outputs
+from advbench.jobs.common import Trained, load_model, subset_data, test_tensors, where, write_outputs
 from advbench.models.architectures import Ensemble
 from advbench.runtime.ray import RaySettings, run_tasks
 from advbench.runtime.task import init_task, task_device
@@ -38,7 +38,7 @@ def trained_runs(job: dict, index: int) -> dict[str, Trained | list[Trained]]:
 
 
 def _result(rows: list[dict], device: str, **extra: list[dict]) -> dict:
-    return {"rows": rows, "node_id": ray_node_id(), "device": device, **extra}
+    return {"rows": rows, **where(device), **extra}
 
 
 def agreement_task(

@@ -18,8 +18,8 @@ from advbench.jobs.common import (
     input_tensor,
     label_tensor,
     load_checkpoint,
-    ray_node_id,
     subset_data,
+    where,
     write_outputs,
 )
 from advbench.results import checkpoints
@@ -93,8 +93,8 @@ def train_task(
     state, curves = train_model(
         spec, regime, tensors, task_seed(*key), tag=task_tag(seed, member), store=store, init=init
     )
-    return {"rows": save_trained(state, curves, checkpoint, dataset, spec, regime, seed, member),
-            "node_id": ray_node_id(), "device": device}  # fmt: skip
+    rows = save_trained(state, curves, checkpoint, dataset, spec, regime, seed, member)
+    return {"rows": rows, **where(device)}
 
 
 def train_stacked_task(
@@ -120,7 +120,7 @@ def train_stacked_task(
     rows = []
     for t, (state, curves) in zip(tasks, trained, strict=True):
         rows += save_trained(state, curves, t["checkpoint"], dataset, spec, regime, t["seed"], t["member"])
-    return {"rows": rows, "node_id": ray_node_id(), "device": device}
+    return {"rows": rows, **where(device)}
 
 
 def task_key(dataset: str, spec: ModelSpec, regime: RegimeSpec, seed: int, member: int | None) -> tuple:

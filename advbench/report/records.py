@@ -209,11 +209,18 @@ def model_card(record: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         *rows,
         "",
-        f"Results of commit `{record['provenance'].get('git_commit', 'unknown')}`, "
-        f"config `{record['provenance'].get('config_hash', 'unknown')}`.",
+        _made_by(record["provenance"].get("attack", {})),
         "",
     ]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + "\n".join(body)
+
+
+def _made_by(meta: dict[str, Any]) -> str:
+    """The commit, config and machines of the attack results a card reports."""
+    commit, config = meta.get("git_commit", "unknown"), meta.get("config_hash", "unknown")
+    machines = meta.get("machines")
+    on = f", computed on {'; '.join(machines)}" if machines else ""
+    return f"Results of commit `{commit}`, config `{config}`{on}."
 
 
 def _clipping(clipped: bool) -> str:

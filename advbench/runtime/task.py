@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -29,6 +31,20 @@ def logged_call(fn: Callable[..., Any], log_file: str | None, **kwargs: Any) -> 
         root.removeHandler(handler)
         root.setLevel(level)
         handler.close()
+
+
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """This process's machine in words: the CPU, whether it has AMX (Intel's matrix units, which speed up
+    torch's CPU matrix multiplies), the cores and the GPU it sees; the figures of a run depend on all four."""
+    import torch
+
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    amx = "" if flags is None else (", with AMX" if "amx_tile" in flags else ", no AMX")
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    cpu = names[0] if names else platform.machine()
+    return f"{cpu}{amx}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
 
 
 def task_device(num_gpus_per_task: float) -> str:

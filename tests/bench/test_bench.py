@@ -26,7 +26,6 @@ from advbench.bench.suite import (  # noqa: E402
     Target,
     default_epochs,
     default_task_seconds,
-    machine,
     model_spec,
     run_bench,
 )
@@ -214,12 +213,3 @@ def test_a_parity_target_is_met_missed_or_within_noise_by_its_interval(low, high
     assert Target(">=", 1.0).verdict(row) == verdict
     mirrored = {"value": 1 / 1.01, "floor": None, "ci_low": high and 1 / high, "ci_high": low and 1 / low}
     assert Target("<=", 1.0).verdict(mirrored) == verdict
-
-
-@pytest.mark.parametrize(
-    ("flags", "says"), [("fpu sse2 amx_bf16 amx_tile", "with AMX"), ("fpu sse2 avx2", "no AMX")]
-)
-def test_the_machine_line_says_whether_the_cpu_has_amx(tmp_path, flags, says):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
-    assert machine(cpuinfo).startswith(f"Some CPU, {says}, ")

@@ -164,6 +164,9 @@ def test_every_trained_run_has_a_record_and_a_card_and_the_leaderboard_ranks_the
     assert softmax["robust_acc"] == pytest.approx(100 * (1 - at.max()), abs=1e-3)
     assert softmax["robust_attack"] == at.idxmax()  # the strongest of the six methods
     assert softmax["provenance"]["attack"]["rule"] == "attack"
+    (machine,) = softmax["provenance"]["attack"]["machines"]  # every task ran on this one machine
+    assert " cores, " in machine
+    assert machine in (smoke_run / "results/records/mnist/softmax-clean.md").read_text()  # its model card
     board = pd.read_csv(smoke_run / "results/tables/leaderboard.csv")
     assert sorted(board["name"]) == sorted(plan.runs)
     for dataset, ranked in board.groupby("dataset"):

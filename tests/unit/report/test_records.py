@@ -59,7 +59,7 @@ def _write(tmp_path, runs: dict[tuple[str, str], dict]) -> tuple[list, list]:
     attack, curves = [], []
     for (model, regime), errors in runs.items():
         a, c = tmp_path / f"{model}-{regime}.attack.parquet", tmp_path / f"{model}-{regime}.curves.parquet"
-        meta = {"git_commit": "abc", "config_hash": "h"}
+        meta = {"git_commit": "abc", "config_hash": "h", "machines": ["Some CPU, no AMX, 2 cores, no GPU"]}
         write_table(_attack_rows(model, regime, errors), "attack", a, meta)
         write_table(_curves(model, regime), "curves", c, {"git_commit": "abc"})
         attack.append(a)
@@ -106,6 +106,8 @@ def test_the_model_card_carries_the_record_in_model_index_metadata(tmp_path):
     assert values["fgsm accuracy (Linf eps 0.25, clipped)"] == pytest.approx(80.0)
     assert "fgsm accuracy (Linf eps 0.25, unclipped)" not in values  # the record's cells are clipped
     assert "| pgd | 0.25 | yes | 62.00 ± 2.00 [" in body
+    # where the numbers come from: the attack results' commit, config and machine
+    assert "Results of commit `abc`, config `h`, computed on Some CPU, no AMX, 2 cores, no GPU." in body
 
 
 def test_the_leaderboard_ranks_the_records_by_robust_accuracy_within_a_dataset(tmp_path):

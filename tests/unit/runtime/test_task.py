@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from advbench.runtime.task import machine
+
 # In a fresh interpreter (the flag is per thread and outlives the call): denormals made by numpy before
 # the task starts (torch would start its threads), then init_task, then a product of them large enough
 # for torch to split over the task's threads; count the products that stayed nonzero.
@@ -49,3 +51,12 @@ def test_the_flag_set_after_the_threads_start_misses_the_worker_threads():
     out = subprocess.run([sys.executable, "-c", LATE], capture_output=True, text=True, check=True)
     nonzero = json.loads(out.stdout.splitlines()[-1])["nonzero"]
     assert 0 < nonzero < 4_000_000
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"), [("fpu sse2 amx_bf16 amx_tile", "with AMX"), ("fpu sse2 avx2", "no AMX")]
+)
+def test_the_machine_line_says_whether_the_cpu_has_amx(tmp_path, flags, says):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert machine(cpuinfo).startswith(f"Some CPU, {says}, ")
