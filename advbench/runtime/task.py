@@ -1,4 +1,4 @@
-"""Inside a task: its log, its device and its torch threads."""
+"""Inside a task: its log, its device, its torch threads and the machine it runs on."""
 
 from __future__ import annotations
 
