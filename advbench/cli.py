@@ -214,6 +214,25 @@ def cmd_budgets(args: argparse.Namespace) -> None:
     print(table.to_markdown(index=False, floatfmt=".2f"))
 
 
+def cmd_ab(args: argparse.Namespace) -> int:
+    from advbench.bench.ab import AbError, AbSpec, markdown, run_ab, summarize, write_outputs
+    from advbench.runtime.task import machine
+
+    revs = (args.a, args.b)
+    spec = AbSpec(args.epochs, tuple(args.seeds), tuple(args.regimes), args.cores)
+    try:
+        runs = run_ab(args.repo.resolve(), revs, spec, args.workdir.resolve() / "trees", args.repeats)
+    except AbError as err:
+        log.error("advbench ab: %s", err)
+        return 2
+    summary = summarize(runs)
+    command = f"advbench ab {args.a} {args.b} --epochs {args.epochs} --repeats {args.repeats}"
+    text = markdown(summary, revs, spec, machine(), command)
+    write_outputs(runs, summary, args.workdir, text, args.doc)
+    print(text)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from advbench.config.specs import ConfigError
     from advbench.models.external import ExternalModelError
@@ -410,6 +429,21 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--doc", type=Path, default=None, help="also write the table's Markdown here")
     p.set_defaults(func=cmd_budgets)
+
+    p = sub.add_parser(
+        "ab", help="two commits' training speed and weights on this machine, taking turns (A B, B A, ...)"
+    )
+    p.add_argument("a", help="commit A (the baseline), e.g. a tag, a hash or HEAD~3")
+    p.add_argument("b", nargs="?", default="HEAD", help="commit B (default: HEAD)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the 240-unit maxout per run")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions, each running A and B once")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--regimes", nargs="+", default=["clean", "adversarial"], help="config regimes")
+    p.add_argument("--cores", type=int, default=1, help="Snakemake's cores (1: each job timed alone)")
+    p.add_argument("--repo", type=Path, default=Path.cwd(), help="the git checkout (default: here)")
+    p.add_argument("--workdir", type=Path, default=Path("results/ab"), help="worktrees and the tables")
+    p.add_argument("--doc", type=Path, default=None, help="also write the table's Markdown here")
+    p.set_defaults(func=cmd_ab)
 
     p = sub.add_parser("evaluate", help="the paper's battery on a model of your own (docs/evaluate.md)")
     p.add_argument("--name", required=True, help="the model's name in the tables (lowercase, a-z0-9_)")
