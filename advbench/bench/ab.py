@@ -100,16 +100,18 @@ def remove_worktrees(repo: Path, trees: list[Path]) -> None:
 
 
 def run_once(tree: Path, spec: AbSpec) -> float:
-    """Train ``spec`` from scratch with the code of ``tree``; the Snakemake invocation's seconds."""
+    """Train ``spec`` from scratch with the code of ``tree``; the Snakemake invocation's seconds. Its
+    output goes to ``<tree>.log`` beside the worktree, which outlives it."""
     for name in TRAINED:
         shutil.rmtree(tree / name, ignore_errors=True)
     (tree / OVERLAY).write_text(yaml.safe_dump(spec.overlay(), sort_keys=False))
     env = tool_env() | {"PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    with open(tree / "ab.log", "ab") as out:
+    log_path = tree.with_suffix(".log")
+    with open(log_path, "ab") as out:
         rc = subprocess.run(spec.command(), cwd=tree, env=env, stdout=out, stderr=out).returncode
     if rc != 0:
-        raise AbError(f"{tree.name}: snakemake exited {rc}; see {tree / 'ab.log'}")
+        raise AbError(f"{tree.name}: snakemake exited {rc}; see {log_path}")
     return time.perf_counter() - start
 
 

@@ -5,6 +5,7 @@ learning rate in config.yaml: the same code, different numbers, which the compar
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -90,3 +91,17 @@ def test_a_revision_that_is_no_commit_is_named(tmp_path, caplog):
         resolve(REPO, "no-such-rev")
     assert main(["ab", "no-such-rev", "--repo", str(REPO), "--workdir", str(tmp_path)]) == 2
     assert "no-such-rev" in caplog.text
+
+
+@pytest.mark.e2e
+def test_a_commit_that_fails_is_named_with_its_log(ab):
+    repo, _ = ab
+    config = repo / "config.yaml"
+    config.write_text(config.read_text().replace("pieces: 5", "pieces: five", 1))
+    _git(repo, "commit", "-q", "-am", "a config that the schema refuses")
+    broken = resolve(repo, "HEAD")
+    with pytest.raises(AbError, match=f"{broken[:12]}: snakemake exited") as err:
+        run_ab(repo, ("HEAD", "HEAD~1"), TINY, repo.parent / "trees", repeats=1)
+    log_path = Path(str(err.value).rsplit("see ", 1)[1])
+    assert log_path.exists() and "pieces" in log_path.read_text()  # the log outlives the worktree
+    assert _git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
