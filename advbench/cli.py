@@ -256,14 +256,35 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(summary(table))
 
 
-def cmd_progress(args: argparse.Namespace) -> None:
-    from advbench.training.state import progress_table
+def cmd_progress(args: argparse.Namespace) -> int:
+    from advbench.training.state import progress_summary, progress_table
 
-    table = progress_table(args.workdir)
+    planned: list[str] = []
+    if args.configfile:
+        from advbench.config.specs import ConfigError
+
+        try:
+            planned = _planned_checkpoints(args.workdir, args.configfile)
+        except (ConfigError, OSError) as err:
+            log.error("advbench progress: %s", err)
+            return 2
+    table = progress_table(args.workdir, planned)
     if table.empty:
         print(f"{args.workdir}: no training task has a saved state (none running, or every job finished)")
-        return
-    print(table.to_markdown(index=False, floatfmt=".4g"))
+        return 0
+    print(table.to_markdown(index=False, floatfmt=".4g", missingval=""))
+    print("\n" + progress_summary(table))
+    return 0
+
+
+def _planned_checkpoints(workdir: Path, configfiles: list[Path]) -> list[str]:
+    """The checkpoints the workflow in ``workdir`` trains with these ``--configfile`` overlays."""
+    from advbench.config.loading import load_config
+    from advbench.config.validation import validate_config
+    from advbench.plan import Plan
+
+    paths = [workdir / "config.yaml", *(workdir / f for f in configfiles)]
+    return Plan(validate_config(load_config(*paths))).trained_checkpoints()
 
 
 def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -475,6 +496,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "workdir", type=Path, nargs="?", default=Path("."), help="a workflow's folder (default: .)"
+    )
+    p.add_argument(
+        "--configfile",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="the run's presets, as given to snakemake: also list the tasks not started or written",
     )
     p.set_defaults(func=cmd_progress)
     return ap

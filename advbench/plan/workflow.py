@@ -171,6 +171,12 @@ class Plan:
     def run_checkpoints(self, run: str) -> list[str]:
         return self.checkpoints(self.dataset_of(run), *split_run_id(run))
 
+    def trained_checkpoints(self) -> list[str]:
+        """Every checkpoint a training task of this config writes: each run's seeds, then each ensemble
+        run's seeds and members."""
+        single = [c for r in self.runs for c in self.run_checkpoints(r)]
+        return single + [c for r in self.member_runs for c in self.run_members(r)]
+
     def experiment_inputs(self, runs: list[str]) -> list[str]:
         return [c for r in runs for c in self.run_checkpoints(r)]
 

@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -174,42 +175,73 @@ def spec_dicts(spec: Any, regime: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 PROGRESS_COLUMNS = [
-    "dataset", "model", "regime", "seed", "member", "stage", "epoch", "of at most", "best", "best epoch",
-    "s/epoch", "at most to go", "finished", "saved ago",
+    "dataset", "model", "regime", "seed", "member", "status", "stage", "epoch", "of at most", "best",
+    "best epoch", "stage 1 stops at", "s/epoch", "at most to go", "saved ago",
 ]  # fmt: skip
+KEYS = ("dataset", "model", "regime", "seed", "member")
 
 
-def progress_table(workdir: Path) -> pd.DataFrame:
+def progress_table(workdir: Path, planned: Sequence[str] = ()) -> pd.DataFrame:
     """Every training task that has a saved state under ``workdir/results/models``: where it stands (read
-    from the states' headers, so a running or a stopped workflow alike)."""
-    rows = []
-    for path in sorted((workdir / "results" / "models").rglob("*.state")):
-        doc = read_document(path)
-        keys = dict(
-            part.split("=", 1) for part in path.with_suffix("").relative_to(workdir).parts if "=" in part
-        )
-        train = doc["fingerprint"]["spec"]["train"]
-        stage2 = train["retrain_max_epochs"] if train["retrain"] else 0
-        last = train["max_epochs"] + stage2 if doc["stage"] == 1 else _stage1_epochs(doc) + stage2
-        seconds = [r["seconds"] for r in doc["curves"]]
-        per_epoch = sum(seconds) / len(seconds) if seconds else float("nan")
-        rows.append(
-            {
-                **{k: keys.get(k) for k in ("dataset", "model", "regime", "seed", "member")},
-                "stage": doc["stage"],
-                "epoch": doc["epoch"],
-                "of at most": last,
-                "best": doc["best_score"],
-                "best epoch": doc["best_epoch"],
-                "s/epoch": per_epoch,
-                "at most to go": "0:00:00"
-                if doc["finished"]
-                else _duration(per_epoch * (last - doc["epoch"])),
-                "finished": doc["finished"],
-                "saved ago": _duration(time.time() - path.stat().st_mtime),
-            }
-        )
-    return pd.DataFrame(rows, columns=PROGRESS_COLUMNS)
+    from the states' headers, so a running or a stopped workflow alike). ``planned``, the checkpoints a
+    config trains (relative to ``workdir``, :meth:`advbench.plan.Plan.trained_checkpoints`), adds the
+    tasks without a state, ``written`` where the checkpoint is and ``not started`` where it is not.
+
+    ``stage 1 stops at``: the epoch at which early stopping ends stage 1 unless a better epoch comes first.
+    ``status``: ``under way`` (running, or stopped part-way), ``finished`` (its job is waiting for other
+    seeds before it writes the checkpoints), ``written`` or ``not started``."""
+    states = sorted((workdir / "results" / "models").rglob("*.state"))
+    rows = {_keys(path.relative_to(workdir)): _state_row(path) for path in states}
+    for checkpoint in planned:
+        key = _keys(Path(checkpoint))
+        if key not in rows:
+            written = (workdir / checkpoint).exists()
+            rows[key] = {"status": "written" if written else "not started"}
+            rows[key]["at most to go"] = "0:00:00" if written else "?"
+    table = [dict(zip(KEYS, key, strict=True)) | rows[key] for key in sorted(rows, key=_order)]
+    return pd.DataFrame(table, columns=PROGRESS_COLUMNS)
+
+
+def _order(key: tuple[str | None, ...]) -> tuple:
+    dataset, model, regime, seed, member = key
+    return (dataset or "", model or "", regime or "", int(seed or -1), int(member or -1))
+
+
+STATUSES = ("under way", "finished", "written", "not started")
+
+
+def progress_summary(table: pd.DataFrame) -> str:
+    """How many tasks stand where, e.g. ``2 under way, 6 finished, 2 not started of 10 tasks``."""
+    counts = table["status"].value_counts()
+    parts = [f"{counts[status]} {status}" for status in STATUSES if status in counts]
+    return ", ".join(parts) + f" of {len(table)} tasks"
+
+
+def _keys(path: Path) -> tuple[str | None, ...]:
+    """(dataset, model, regime, seed, member) from a task's file's path (``key=value`` folders)."""
+    keys = dict(part.split("=", 1) for part in path.with_suffix("").parts if "=" in part)
+    return tuple(keys.get(k) for k in KEYS)
+
+
+def _state_row(path: Path) -> dict[str, Any]:
+    doc = read_document(path)
+    train = doc["fingerprint"]["spec"]["train"]
+    stage2 = train["retrain_max_epochs"] if train["retrain"] else 0
+    last = train["max_epochs"] + stage2 if doc["stage"] == 1 else _stage1_epochs(doc) + stage2
+    seconds = [r["seconds"] for r in doc["curves"]]
+    per_epoch = sum(seconds) / len(seconds) if seconds else float("nan")
+    return {
+        "status": "finished" if doc["finished"] else "under way",
+        "stage": doc["stage"],
+        "epoch": doc["epoch"],
+        "of at most": last,
+        "best": doc["best_score"],
+        "best epoch": doc["best_epoch"],
+        "stage 1 stops at": min(doc["best_epoch"] + train["patience"], train["max_epochs"]),
+        "s/epoch": per_epoch,
+        "at most to go": "0:00:00" if doc["finished"] else _duration(per_epoch * (last - doc["epoch"])),
+        "saved ago": _duration(time.time() - path.stat().st_mtime),
+    }
 
 
 def _stage1_epochs(doc: dict[str, Any]) -> int:

@@ -211,9 +211,35 @@ def test_progress_reads_every_saved_state_of_a_workflow(tmp_path, capsys):
         1,
         2,
     )
-    assert row["of at most"] == 4 + 3 and not row["finished"] and row["s/epoch"] > 0
+    assert row["of at most"] == 4 + 3 and row["status"] == "under way" and row["s/epoch"] > 0
     assert 1 <= row["best epoch"] <= 2 and 0 <= row["best"] <= 1
+    assert row["stage 1 stops at"] == 4  # max_epochs binds before best epoch + patience
     assert main(["progress", str(tmp_path)]) == 0
     assert re.search(r"\|\s*mnist\s*\|\s*maxout\s*\|\s*clean\s*\|\s*0\s*\|", capsys.readouterr().out)
     assert main(["progress", str(tmp_path / "nowhere")]) == 0
     assert "no training task has a saved state" in capsys.readouterr().out
+
+
+def test_progress_lists_the_tasks_a_config_plans_that_have_no_state(tmp_path, capsys):
+    from advbench.cli import main
+    from advbench.training.state import progress_table
+
+    data, regime = _tensors(), regime_spec("clean", {"kind": "clean"})
+    where = tmp_path / "results/models/dataset=mnist/model=maxout/regime=clean"
+    where.mkdir(parents=True)
+    with pytest.raises(Killed):
+        train_model(SPEC, regime, data, seed=1, store=_store(where, data, regime=regime, stop_at=1))
+    (where / "seed=2.safetensors").write_bytes(b"")  # a task whose job wrote its checkpoint
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    overlay = {"seeds": [0, 1, 2], "runs": [{"model": "maxout", "regime": "clean"}]}
+    overlay |= {"transfer": {"pairs": [], "matrix": []}, "report": {"examples": [], "weights": []}}
+    overlay |= dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency"))
+    (tmp_path / "run.yaml").write_text(json.dumps(overlay))
+    assert main(["progress", str(tmp_path), "--configfile", "run.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "1 under way, 1 written, 1 not started of 3 tasks" in out
+    planned = [f"{where.relative_to(tmp_path)}/seed={seed}.safetensors" for seed in (0, 1, 2)]
+    table = progress_table(tmp_path, planned)
+    assert table["seed"].tolist() == ["0", "1", "2"]
+    assert table["status"].tolist() == ["under way", "not started", "written"]
+    assert main(["progress", str(tmp_path), "--configfile", "missing.yaml"]) == 2
