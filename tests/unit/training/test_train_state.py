@@ -194,15 +194,21 @@ def test_a_training_job_killed_mid_run_and_rerun_writes_the_same_bytes(prepared,
     assert curves[0].equals(curves[1])
 
 
+def _killed_task(workdir: Path, stop_at: int) -> Path:
+    """A workflow folder whose maxout-clean seed-0 task was killed after ``stop_at`` epochs; its folder."""
+    data, regime = _tensors(), regime_spec("clean", {"kind": "clean"})
+    where = workdir / "results/models/dataset=mnist/model=maxout/regime=clean"
+    where.mkdir(parents=True)
+    with pytest.raises(Killed):
+        train_model(SPEC, regime, data, seed=1, store=_store(where, data, regime=regime, stop_at=stop_at))
+    return where
+
+
 def test_progress_reads_every_saved_state_of_a_workflow(tmp_path, capsys):
     from advbench.cli import main
     from advbench.training.state import progress_table
 
-    data, regime = _tensors(), regime_spec("clean", {"kind": "clean"})
-    where = tmp_path / "results/models/dataset=mnist/model=maxout/regime=clean"
-    where.mkdir(parents=True)
-    with pytest.raises(Killed):
-        train_model(SPEC, regime, data, seed=1, store=_store(where, data, regime=regime, stop_at=2))
+    _killed_task(tmp_path, stop_at=2)
     (row,) = progress_table(tmp_path).to_dict("records")
     assert (row["model"], row["regime"], row["seed"], row["stage"], row["epoch"]) == (
         "maxout",
@@ -224,11 +230,7 @@ def test_progress_lists_the_tasks_a_config_plans_that_have_no_state(tmp_path, ca
     from advbench.cli import main
     from advbench.training.state import progress_table
 
-    data, regime = _tensors(), regime_spec("clean", {"kind": "clean"})
-    where = tmp_path / "results/models/dataset=mnist/model=maxout/regime=clean"
-    where.mkdir(parents=True)
-    with pytest.raises(Killed):
-        train_model(SPEC, regime, data, seed=1, store=_store(where, data, regime=regime, stop_at=1))
+    where = _killed_task(tmp_path, stop_at=1)
     (where / "seed=2.safetensors").write_bytes(b"")  # a task whose job wrote its checkpoint
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     overlay = {"seeds": [0, 1, 2], "runs": [{"model": "maxout", "regime": "clean"}]}
