@@ -84,7 +84,8 @@ def resolve(repo: Path, rev: str) -> str:
 
 
 def checkout(repo: Path, commit: str, root: Path) -> Path:
-    """A worktree of ``repo`` at ``commit`` under ``root`` (made once, reused while it stays there)."""
+    """A worktree of ``repo`` at ``commit`` under ``root``; one already there is reused (A and B may be
+    one commit)."""
     tree = root / commit[:12]
     if not (tree / ".git").exists():
         shutil.rmtree(tree, ignore_errors=True)
