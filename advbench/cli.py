@@ -272,7 +272,8 @@ def cmd_progress(args: argparse.Namespace) -> int:
     if table.empty:
         print(f"{args.workdir}: no training task has a saved state (none running, or every job finished)")
         return 0
-    print(table.to_markdown(index=False, floatfmt=".4g", missingval=""))
+    shown = table.astype(object).where(table.notna(), None)  # tasks without a state: blanks, not nan
+    print(shown.to_markdown(index=False, floatfmt=".4g", missingval=""))
     print("\n" + progress_summary(table))
     return 0
 

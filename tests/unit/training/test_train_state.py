@@ -240,6 +240,8 @@ def test_progress_lists_the_tasks_a_config_plans_that_have_no_state(tmp_path, ca
     assert main(["progress", str(tmp_path), "--configfile", "run.yaml"]) == 0
     out = capsys.readouterr().out
     assert "1 under way, 1 written, 1 not started of 3 tasks" in out
+    (not_started,) = [line for line in out.splitlines() if "not started |" in line]
+    assert "nan" not in not_started and "| ?" in not_started
     planned = [f"{where.relative_to(tmp_path)}/seed={seed}.safetensors" for seed in (0, 1, 2)]
     table = progress_table(tmp_path, planned)
     assert table["seed"].tolist() == ["0", "1", "2"]
