@@ -27,6 +27,7 @@ import yaml
 from safetensors.torch import load_file
 
 from advbench.bench.timing import paired_range
+from advbench.config.runs import run_id, runs_alone
 from advbench.reliability.chaos import tool_env
 from advbench.results.tables import read_meta
 
@@ -54,16 +55,8 @@ class AbSpec:
     presets: tuple[str, ...] = ()
 
     def overlay(self) -> dict:
-        train = {"max_epochs": self.epochs, "retrain": False}
-        runs = [f"maxout-{regime}" for regime in self.regimes]
-        return {
-            "seeds": list(self.seeds),
-            "models": {"maxout": {"train": train}},
-            "runs": [{"model": "maxout", "regime": regime} for regime in self.regimes],
-            "transfer": {"pairs": [], "matrix": []},
-            **dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency")),
-            "report": {"examples": runs, "weights": runs},
-        }
+        runs = [run_id("maxout", regime) for regime in self.regimes]
+        return runs_alone(runs, self.seeds, {"max_epochs": self.epochs, "retrain": False})
 
     def command(self) -> list[str]:
         configs = ["--configfile", *self.presets, OVERLAY]
@@ -85,13 +78,12 @@ def resolve(repo: Path, rev: str) -> str:
 
 def checkout(repo: Path, commit: str, root: Path) -> Path:
     """A worktree of ``repo`` at ``commit`` under ``root``; one already there is reused (A and B may be
-    one commit)."""
+    one commit). Run ``git worktree prune`` first where an earlier tree may have been deleted by hand."""
     tree = root / commit[:12]
     if not (tree / ".git").exists():
         shutil.rmtree(tree, ignore_errors=True)
-        git = ["git", "-C", str(repo), "worktree"]
-        subprocess.run([*git, "prune"], check=True)
-        subprocess.run([*git, "add", "--detach", str(tree), commit], check=True, capture_output=True)
+        git = ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit]
+        subprocess.run(git, check=True, capture_output=True)
     return tree
 
 
@@ -164,6 +156,7 @@ def run_ab(repo: Path, revs: tuple[str, str], spec: AbSpec, root: Path, repeats:
     trained (regime, seed), labelled ``A`` or ``B``."""
     commits = [resolve(repo, rev) for rev in revs]
     root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True)
     trees = [checkout(repo, commit, root) for commit in commits]
     rows = []
     try:

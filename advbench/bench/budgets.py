@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from advbench.config.runs import runs_alone
 from advbench.reliability.chaos import copy_workflow, tool_env
 from advbench.report.budgets import ROWS
 from advbench.report.paper import load_figures
@@ -48,16 +49,8 @@ class Budget:
 
     def overlay(self) -> dict:
         """The config merged last: this budget's cap and seeds, the pair alone with its transfer."""
-        runs = [dict(zip(("model", "regime"), run.split("-"), strict=True)) for run in RUNS]
-        pairs = [{"source": RUNS[0], "target": RUNS[1]}, {"source": RUNS[1], "target": RUNS[0]}]
-        return {
-            "seeds": list(self.seeds),
-            "models": {"maxout": {"train": {"max_epochs": self.epochs}}},
-            "runs": runs,
-            "transfer": {"pairs": pairs, "matrix": []},
-            **dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish")),
-            "report": {"examples": list(RUNS), "weights": list(RUNS)},
-        }
+        pairs = [(RUNS[0], RUNS[1]), (RUNS[1], RUNS[0])]
+        return runs_alone(RUNS, self.seeds, {"max_epochs": self.epochs}, pairs)
 
     def command(self) -> list[str]:
         configs = ["--configfile", BASE_PRESET, *self.presets, "budget.yaml"]

@@ -4,6 +4,7 @@ from the paper's schedule."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from advbench.config.specs import Arch, ModelSpec, model_spec
@@ -27,6 +28,31 @@ def transfer_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
     matrix = transfer.get("matrix", [])
     pairs += [(s, t) for s in matrix for t in matrix if s != t and (s, t) not in pairs]
     return pairs
+
+
+# The config's optional experiments: each section is null (off) or that experiment's settings.
+EXPERIMENTS = ("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency")
+
+
+def runs_alone(
+    runs: Sequence[str],
+    seeds: Sequence[int],
+    train: dict[str, Any],
+    pairs: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """A config overlay, merged last, that trains ``runs`` (run ids) alone over ``seeds``: ``train`` merged
+    into each of their models' ``train`` sections, transfer between ``pairs`` only, every optional
+    experiment off, and the report's examples and weights drawn from these runs. The benchmarks that time
+    or budget a few runs (``advbench ab``, ``advbench budgets``) train this."""
+    entries = [dict(zip(("model", "regime"), split_run_id(run), strict=True)) for run in runs]
+    return {
+        "seeds": list(seeds),
+        "models": {model: {"train": dict(train)} for model in dict.fromkeys(e["model"] for e in entries)},
+        "runs": entries,
+        "transfer": {"pairs": [{"source": s, "target": t} for s, t in pairs], "matrix": []},
+        **dict.fromkeys(EXPERIMENTS),
+        "report": {"examples": list(runs), "weights": list(runs)},
+    }
 
 
 def run_entries(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from advbench.config.loading import load_config
-from advbench.config.runs import budget_notes
+from advbench.config.runs import EXPERIMENTS, budget_notes, runs_alone
 from advbench.config.specs import (
     ConfigError,
     ModelSpec,
@@ -22,6 +22,7 @@ from advbench.config.specs import (
     spec_to_json,
 )
 from advbench.config.validation import validate_config
+from advbench.plan.workflow import Plan
 
 
 @pytest.fixture()
@@ -280,3 +281,23 @@ def test_the_closed_sets_are_the_schemas_enums():
     assert spec.arch is Arch.MAXOUT and spec.train.select_on is SelectOn.ADVERSARIAL
     with pytest.raises(ValueError, match="'resnet' is not a valid Arch"):
         model_spec("m", {"arch": "resnet"})
+
+
+@pytest.mark.parametrize("preset", ["config.yaml", "presets/headline.yaml"])
+def test_runs_alone_trains_those_runs_and_nothing_else(preset, tmp_path):
+    """The benchmarks' overlay, merged over the default or the headline preset as Snakemake merges it: only
+    its runs and seeds are trained, its training settings merged into the preset's, transfer only between
+    its pairs, and no experiment runs."""
+    runs = ["maxout-clean", "maxout-adversarial"]
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump(runs_alone(runs, (3,), {"max_epochs": 7}, [(runs[0], runs[1])])))
+    before = load_config(REPO / "config.yaml", REPO / preset)
+    merged = load_config(REPO / "config.yaml", REPO / preset, overlay)
+    validate_config(before)
+    validate_config(merged)
+    plan = Plan(merged)
+    assert plan.runs == runs and plan.member_runs == {}
+    assert [c.rsplit("/", 1)[1] for c in plan.trained_checkpoints()] == ["seed=3.safetensors"] * 2
+    assert merged["models"]["maxout"]["train"] == before["models"]["maxout"]["train"] | {"max_epochs": 7}
+    assert plan.experiment_outputs() == [] and len(plan.transfer_outputs()) == 1
+    assert all(merged[name] is None for name in EXPERIMENTS)
