@@ -49,6 +49,7 @@ def _ray_settings(args: argparse.Namespace, models: Sequence[str] = ()):
         use_ray=not args.no_ray,
         task_name=f"advbench {args.command}",  # the workers' process title: ray::advbench train
         log_file=str(Path(args.log).resolve()) if args.log else None,
+        priority=args.priority,
     )
 
 
@@ -299,6 +300,9 @@ def _dispatch_args(p: argparse.ArgumentParser, data_required: bool = True) -> No
     p.add_argument("--seeds", type=int, nargs="+", required=True)
     p.add_argument("--threads", type=int, default=1, help="CPUs for the embedded Ray (the rule's threads)")
     p.add_argument("--no-ray", action="store_true", help="run the seeds serially in this process")
+    p.add_argument(
+        "--priority", type=int, default=0, help="the job's Snakemake priority: its Ray tasks start first"
+    )
     p.add_argument("--log", default=None, help="the job's log file, for this process and its Ray tasks")
 
 

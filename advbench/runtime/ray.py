@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advbench.runtime.cleanup import RAY_DIR_ENV, TEMP_PREFIX, remove_stale_temp_dirs
+from advbench.runtime.slots import TaskSlots
 from advbench.runtime.task import logged_call
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class RaySettings:
     use_ray: bool = True
     task_name: str | None = None  # shown as the workers' process title (ray::<name>); default: the function's
     log_file: str | None = None  # the job's log: tasks append their log lines to it (else: to the driver)
+    priority: int = 0  # the job's Snakemake priority: its tasks start before those of lower ones
 
     @property
     def cluster_address(self) -> str | None:
@@ -209,9 +212,66 @@ def run_tasks(
             max_retries=settings.max_retries,
             retry_exceptions=False,
         )
-        futures = [remote.remote(fn, settings.log_file, **refs, **kwargs) for kwargs in per_task]
-        log.info("dispatched %d Ray tasks", len(futures))
-        return ray.get(futures)
+        calls = [functools.partial(remote.remote, fn, settings.log_file, **refs, **kw) for kw in per_task]
+        return ray.get(_submit_in_turn(calls, settings))
+
+
+SLOTS = TaskSlots()  # shared by the jobs (threads) of this process
+UNCAPPED = 1 << 20
+POLL_S = 0.05  # how often a job with tasks in flight looks for a slot another job freed
+
+
+def _submit_in_turn(calls: Sequence[Callable[[], Any]], settings: RaySettings) -> list[Any]:
+    """Submit each call (a Ray task) once this process holds a free slot for it and no job of a higher
+    priority has tasks left to submit (``advbench.runtime.slots``); the refs, in the calls' order, once every
+    task has ended (a failed one raises at ``ray.get``)."""
+    import ray
+
+    SLOTS.resize(_task_capacity(settings))
+    job, todo = SLOTS.want(settings.priority), list(range(len(calls)))
+    running: dict[Any, int] = {}
+    ended: dict[int, Any] = {}
+
+    def collect(timeout: float | None) -> None:  # one ended task of this job, waiting at most ``timeout``
+        finished, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
+        for ref in finished:
+            ended[running.pop(ref)] = ref
+        SLOTS.release(len(finished))
+
+    try:
+        while todo:
+            if SLOTS.acquire(job, timeout=0 if running else None):
+                try:
+                    running[calls[todo[0]]()] = todo[0]
+                except BaseException:
+                    SLOTS.release()  # the slot taken for a task that was never submitted
+                    raise
+                todo.pop(0)
+            else:  # back as soon as a task of this job ends, or to look again for a slot another job freed
+                collect(timeout=POLL_S)
+        SLOTS.done(job)
+        log.info("dispatched %d Ray tasks", len(calls))
+        while running:
+            collect(timeout=None)
+    finally:
+        SLOTS.done(job)
+        SLOTS.release(len(running))
+    return [ended[i] for i in range(len(calls))]
+
+
+def _task_capacity(settings: RaySettings) -> int:
+    """How many of these tasks the cluster runs at once: its CPUs (and GPUs) over each task's share. On a
+    cluster of one's own (``RAY_ADDRESS``, ``ray.address``) no cap: an autoscaler grows it on queued tasks."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS") or settings.address:
+        return UNCAPPED
+
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0) / settings.num_cpus_per_task] if settings.num_cpus_per_task else []
+    if settings.num_gpus_per_task:
+        fits.append(total.get("GPU", 0) / settings.num_gpus_per_task)
+    return int(min(fits, default=total.get("CPU", 1)))
 
 
 def _check_cpus_fit(num_cpus_per_task: float) -> None:

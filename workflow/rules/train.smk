@@ -21,12 +21,13 @@ rule train:
         job=lambda w: PLAN.train_job_json(w.dataset),
         seeds=SEED_ARGS,
         members=1,
+        priority=lambda w: PLAN.priority(w.model, w.regime),
     run:
         run_advbench(
             "train --data {input.data} --job {params.job:q} --members {params.members}"
             " --model {params.model:q} --regime {params.regime:q} --seeds {params.seeds}"
             " --checkpoints {output.checkpoints} --curves {output.curves} --sources {input.sources}"
-            " --threads {threads} --log {log}"
+            " --threads {threads} --priority {params.priority} --log {log}"
         )
 
 

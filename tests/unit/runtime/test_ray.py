@@ -185,3 +185,40 @@ def test_jobs_of_cpu_models_ask_ray_for_no_gpu(prepared, tmp_path):
     args = parser().parse_args(run("train", "softmax", [*train_job, "--curves", "c"]))
     assert _ray_settings(args, ["softmax", "maxout"]).num_gpus_per_task == 0.25  # a GPU model in the job
     assert _ray_settings(args, ["softmax"]).num_gpus_per_task == 0
+
+
+def _started(tag: str, seed: int) -> tuple[str, int, float]:
+    """Says when it started, then keeps its CPU a while."""
+    import time
+
+    start = time.monotonic()
+    time.sleep(0.4)
+    return tag, seed, start
+
+
+def test_the_tasks_of_a_job_of_higher_priority_start_before_those_of_a_lower_one_still_to_submit():
+    """Two jobs in threads on one CPU: the lower one starts first and submits one task (the CPU's one slot);
+    the higher one, arriving while it runs, has all its tasks run before the lower one's next."""
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray.cloudpickle
+
+    from advbench.runtime.ray import ray_session, run_tasks
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+    def job(tag: str, priority: int) -> list[tuple[str, int, float]]:
+        settings = RaySettings(num_cpus=1, num_gpus=0, object_store_mb=100, priority=priority)
+        return run_tasks(_started, {"tag": tag}, [{"seed": s} for s in range(3)], settings)
+
+    with ray_session(RaySettings(num_cpus=1, num_gpus=0, object_store_mb=100)):
+        job("warm-up", 0)  # a worker started: the timings below are the tasks', not the worker's start
+        with ThreadPoolExecutor(2) as pool:
+            low = pool.submit(job, "low", 1)
+            time.sleep(0.15)
+            high = pool.submit(job, "high", 2)
+            starts = sorted(low.result() + high.result(), key=lambda t: t[2])
+    order = [f"{tag}{seed}" for tag, seed, _ in starts]
+    assert order == ["low0", "high0", "high1", "high2", "low1", "low2"]

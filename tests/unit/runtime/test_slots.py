@@ -1,0 +1,50 @@
+"""Task slots: a process's jobs take Ray's CPUs in the order of their priorities."""
+
+from __future__ import annotations
+
+import threading
+
+from advbench.runtime.slots import TaskSlots
+
+
+def test_a_job_of_higher_priority_takes_the_next_free_slot():
+    slots = TaskSlots()
+    slots.resize(1)
+    low = slots.want(priority=1)
+    assert slots.acquire(low, timeout=0)
+    high = slots.want(priority=5)
+    assert not slots.acquire(high, timeout=0.01)  # no slot free
+    slots.release()
+    assert not slots.acquire(low, timeout=0.01)  # free, but the higher job is waiting
+    assert slots.acquire(high, timeout=0)
+    slots.release()
+    slots.done(high)  # every task of the higher job submitted: the lower one goes on
+    assert slots.acquire(low, timeout=0) and slots.busy == 1
+
+
+def test_jobs_of_equal_priority_take_turns_by_arrival_and_capacity_bounds_the_tasks_in_flight():
+    slots = TaskSlots()
+    slots.resize(2)
+    first, second = slots.want(priority=3), slots.want(priority=3)
+    assert not slots.acquire(second, timeout=0)
+    assert slots.acquire(first, timeout=0) and slots.acquire(first, timeout=0)
+    assert not slots.acquire(first, timeout=0.01)  # two in flight: the capacity
+    slots.done(first)
+    slots.release()
+    assert slots.acquire(second, timeout=0)
+
+
+def test_a_waiting_job_wakes_when_a_slot_is_released():
+    slots = TaskSlots()
+    slots.resize(1)
+    a, b = slots.want(priority=2), slots.want(priority=1)
+    assert slots.acquire(a, timeout=0)
+    slots.done(a)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(slots.acquire(b, timeout=None)))
+    waiter.start()
+    waiter.join(0.1)
+    assert waiter.is_alive() and not got  # blocked while the slot is taken
+    slots.release()
+    waiter.join(5)
+    assert got == [True]
