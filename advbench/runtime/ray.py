@@ -194,41 +194,55 @@ def run_tasks(
     """
     if not settings.use_ray:
         return [fn(**shared, **kwargs) for kwargs in per_task]
+    job = SLOTS.want(settings.priority)  # in line before joining Ray: see advbench.runtime.slots
+    try:
+        with ray_session(settings):
+            return _run_remote(fn, shared, per_task, settings, job)
+    finally:
+        SLOTS.done(job)
+
+
+def _run_remote(
+    fn: Callable[..., Any],
+    shared: dict[str, Any],
+    per_task: Sequence[dict[str, Any]],
+    settings: RaySettings,
+    job: int,
+) -> list[Any]:
+    """:func:`run_tasks` once Ray is up: the shared inputs put once, a task per ``per_task``, in turn."""
     import ray
 
-    with ray_session(settings):
-        gpus = ray.cluster_resources().get("GPU", 0)
-        if settings.num_gpus_per_task > gpus:
-            raise ValueError(
-                f"ray.num_gpus_per_task is {settings.num_gpus_per_task} but the Ray cluster has {gpus} GPUs; "
-                "set ray.num_gpus_per_task to 0 to run on CPUs"
-            )
-        _check_cpus_fit(settings.num_cpus_per_task)
-        refs = {name: ray.put(value) for name, value in shared.items()}
-        remote = ray.remote(logged_call).options(
-            name=settings.task_name or fn.__name__,
-            num_cpus=settings.num_cpus_per_task,
-            num_gpus=settings.num_gpus_per_task,
-            max_retries=settings.max_retries,
-            retry_exceptions=False,
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if settings.num_gpus_per_task > gpus:
+        raise ValueError(
+            f"ray.num_gpus_per_task is {settings.num_gpus_per_task} but the Ray cluster has {gpus} GPUs; "
+            "set ray.num_gpus_per_task to 0 to run on CPUs"
         )
-        calls = [functools.partial(remote.remote, fn, settings.log_file, **refs, **kw) for kw in per_task]
-        return ray.get(_submit_in_turn(calls, settings))
+    _check_cpus_fit(settings.num_cpus_per_task)
+    refs = {name: ray.put(value) for name, value in shared.items()}
+    remote = ray.remote(logged_call).options(
+        name=settings.task_name or fn.__name__,
+        num_cpus=settings.num_cpus_per_task,
+        num_gpus=settings.num_gpus_per_task,
+        max_retries=settings.max_retries,
+        retry_exceptions=False,
+    )
+    calls = [functools.partial(remote.remote, fn, settings.log_file, **refs, **kw) for kw in per_task]
+    return ray.get(_submit_in_turn(calls, settings, job))
 
 
 SLOTS = TaskSlots()  # shared by the jobs (threads) of this process
-UNCAPPED = 1 << 20
 POLL_S = 0.05  # how often a job with tasks in flight looks for a slot another job freed
 
 
-def _submit_in_turn(calls: Sequence[Callable[[], Any]], settings: RaySettings) -> list[Any]:
+def _submit_in_turn(calls: Sequence[Callable[[], Any]], settings: RaySettings, job: int) -> list[Any]:
     """Submit each call (a Ray task) once this process holds a free slot for it and no job of a higher
     priority has tasks left to submit (``advbench.runtime.slots``); the refs, in the calls' order, once every
     task has ended (a failed one raises at ``ray.get``)."""
     import ray
 
     SLOTS.resize(_task_capacity(settings))
-    job, todo = SLOTS.want(settings.priority), list(range(len(calls)))
+    todo = list(range(len(calls)))
     running: dict[Any, int] = {}
     ended: dict[int, Any] = {}
 
@@ -259,13 +273,14 @@ def _submit_in_turn(calls: Sequence[Callable[[], Any]], settings: RaySettings) -
     return [ended[i] for i in range(len(calls))]
 
 
-def _task_capacity(settings: RaySettings) -> int:
+def _task_capacity(settings: RaySettings) -> int | None:
     """How many of these tasks the cluster runs at once: its CPUs (and GPUs) over each task's share. On a
-    cluster of one's own (``RAY_ADDRESS``, ``ray.address``) no cap: an autoscaler grows it on queued tasks."""
+    cluster of one's own (``RAY_ADDRESS``, ``ray.address``) None, no cap: an autoscaler grows it on queued
+    tasks."""
     import ray
 
     if os.environ.get("RAY_ADDRESS") or settings.address:
-        return UNCAPPED
+        return None
 
     total = ray.cluster_resources()
     fits = [total.get("CPU", 0) / settings.num_cpus_per_task] if settings.num_cpus_per_task else []

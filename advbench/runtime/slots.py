@@ -5,31 +5,41 @@ CPUs by lease requests, whichever job asked first. When the workflow's jobs run 
 process (the default profile), two training jobs that start together would interleave their seeds, and the
 most expensive job's last seed could run alone at the end while the other cores wait. So each job submits a
 task only when this process holds a free slot (one per task that fits the cluster's CPUs and GPUs) and no job
-of a higher Snakemake priority (``advbench.priorities``: longest first) still has tasks to submit; Ray then
-never holds a backlog, and the tasks start in the order of their jobs' priorities.
+of a higher Snakemake priority (``advbench.priorities``: longest first) still has tasks to submit.
+
+Jobs that Snakemake starts together reach the slots a fraction of a second apart (each loads its data and
+joins Ray first), so the first to arrive would take every free slot before a higher one had registered: no
+slot is granted until no job has registered for ``settle_s`` seconds. A job that arrives while tasks run
+takes the next slot that frees; one already in flight is never stopped.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
+
+SETTLE_S = 1.0  # jobs started together register well within this (measured: the same second of the log)
 
 
 class TaskSlots:
     """Slots for in-flight tasks, granted to the registered job of highest priority (the earliest
-    registered among equals)."""
+    registered among equals) once no job has registered for ``settle_s`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, settle_s: float = SETTLE_S) -> None:
         self._cond = threading.Condition()
-        self._capacity = 0
+        self._capacity: int | None = None  # None: no cap
         self._busy = 0
         self._order = itertools.count()
         self._wanting: dict[int, tuple[int, int]] = {}  # job -> (priority, -registration order)
+        self._settle_s = settle_s
+        self._settled_at = 0.0  # monotonic time from which the last registration has settled
 
-    def resize(self, capacity: int) -> None:
-        """Hold at most ``capacity`` tasks in flight (the cluster's size, read when a job starts)."""
+    def resize(self, capacity: int | None) -> None:
+        """Hold at most ``capacity`` tasks in flight (the cluster's size, read when a job starts); None: no
+        cap, only the order."""
         with self._cond:
-            self._capacity = max(capacity, 1)
+            self._capacity = None if capacity is None else max(capacity, 1)
             self._cond.notify_all()
 
     def want(self, priority: int) -> int:
@@ -37,26 +47,34 @@ class TaskSlots:
         with self._cond:
             job = next(self._order)
             self._wanting[job] = (priority, -job)
+            self._settled_at = time.monotonic() + self._settle_s
             return job
 
     def done(self, job: int) -> None:
-        """The job has submitted all its tasks: it no longer holds back lower-priority jobs."""
+        """The job has submitted all its tasks (or given up): it no longer holds back lower-priority jobs."""
         with self._cond:
             self._wanting.pop(job, None)
             self._cond.notify_all()
 
     def acquire(self, job: int, timeout: float | None) -> bool:
-        """Take a slot for one of ``job``'s tasks once one is free and ``job`` is the first in line; give up
-        after ``timeout`` seconds (None: wait)."""
+        """Take a slot for one of ``job``'s tasks once one is free, registrations have settled and ``job`` is
+        the first in line; give up after ``timeout`` seconds (None: wait)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: self._grantable(job), timeout)
+            while True:
+                now = time.monotonic()
+                if now >= self._settled_at and self._grantable(job):
+                    self._busy += 1
+                    return True
+                if deadline is not None and now >= deadline:
+                    return False
+                # woken by a release or a registration, or at the end of the settling or of the timeout
+                ends = [t for t in (self._settled_at, deadline) if t is not None and t > now]
+                self._cond.wait(min(ends) - now if ends else None)
 
     def _grantable(self, job: int) -> bool:
         first = max(self._wanting, key=self._wanting.__getitem__)
-        if self._busy >= self._capacity or first != job:
-            return False
-        self._busy += 1
-        return True
+        return first == job and (self._capacity is None or self._busy < self._capacity)
 
     def release(self, n: int = 1) -> None:
         """``n`` of this process's tasks have ended."""

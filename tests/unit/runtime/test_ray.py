@@ -16,6 +16,7 @@ from advbench.config.specs import model_spec, regime_spec
 from advbench.jobs.train import run_train
 from advbench.results.tables import read_meta, read_table
 from advbench.runtime.ray import RaySettings
+from advbench.runtime.slots import SETTLE_S
 
 
 def _train(prepared: Path, out: Path, use_ray: bool) -> tuple[list[dict], list[dict]]:
@@ -192,13 +193,24 @@ def _started(tag: str, seed: int) -> tuple[str, int, float]:
     import time
 
     start = time.monotonic()
-    time.sleep(0.4)
+    time.sleep(0.6)
     return tag, seed, start
 
 
-def test_the_tasks_of_a_job_of_higher_priority_start_before_those_of_a_lower_one_still_to_submit():
-    """Two jobs in threads on one CPU: the lower one starts first and submits one task (the CPU's one slot);
-    the higher one, arriving while it runs, has all its tasks run before the lower one's next."""
+@pytest.mark.parametrize(
+    ("high_after_s", "order"),
+    [
+        # started together (the start race): the higher job is in line before the first task goes
+        (0.15, ["high0", "high1", "high2", "low0", "low1", "low2"]),
+        # arriving while the lower job's first task runs: it takes the next slot
+        (SETTLE_S + 0.25, ["low0", "high0", "high1", "high2", "low1", "low2"]),
+    ],
+)
+def test_the_tasks_of_a_job_of_higher_priority_start_before_those_of_a_lower_one_still_to_submit(
+    high_after_s: float, order: list[str]
+):
+    """Two jobs in threads on one CPU (one slot), the higher one registering ``high_after_s`` after the
+    lower one: its tasks all start before the lower one's still to submit."""
     import sys
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -217,8 +229,7 @@ def test_the_tasks_of_a_job_of_higher_priority_start_before_those_of_a_lower_one
         job("warm-up", 0)  # a worker started: the timings below are the tasks', not the worker's start
         with ThreadPoolExecutor(2) as pool:
             low = pool.submit(job, "low", 1)
-            time.sleep(0.15)
+            time.sleep(high_after_s)
             high = pool.submit(job, "high", 2)
             starts = sorted(low.result() + high.result(), key=lambda t: t[2])
-    order = [f"{tag}{seed}" for tag, seed, _ in starts]
-    assert order == ["low0", "high0", "high1", "high2", "low1", "low2"]
+    assert [f"{tag}{seed}" for tag, seed, _ in starts] == order

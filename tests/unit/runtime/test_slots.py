@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from advbench.runtime.slots import TaskSlots
 
 
 def test_a_job_of_higher_priority_takes_the_next_free_slot():
-    slots = TaskSlots()
+    slots = TaskSlots(settle_s=0)
     slots.resize(1)
     low = slots.want(priority=1)
     assert slots.acquire(low, timeout=0)
@@ -23,7 +24,7 @@ def test_a_job_of_higher_priority_takes_the_next_free_slot():
 
 
 def test_jobs_of_equal_priority_take_turns_by_arrival_and_capacity_bounds_the_tasks_in_flight():
-    slots = TaskSlots()
+    slots = TaskSlots(settle_s=0)
     slots.resize(2)
     first, second = slots.want(priority=3), slots.want(priority=3)
     assert not slots.acquire(second, timeout=0)
@@ -35,7 +36,7 @@ def test_jobs_of_equal_priority_take_turns_by_arrival_and_capacity_bounds_the_ta
 
 
 def test_a_waiting_job_wakes_when_a_slot_is_released():
-    slots = TaskSlots()
+    slots = TaskSlots(settle_s=0)
     slots.resize(1)
     a, b = slots.want(priority=2), slots.want(priority=1)
     assert slots.acquire(a, timeout=0)
@@ -48,3 +49,36 @@ def test_a_waiting_job_wakes_when_a_slot_is_released():
     slots.release()
     waiter.join(5)
     assert got == [True]
+
+
+def test_jobs_registering_together_are_all_in_line_before_the_first_slot_goes():
+    """The start race: a lower job registers and asks for both slots; a higher one registers 0.1 s later.
+    Every slot waits until registrations settle, so the higher job gets both."""
+    slots = TaskSlots(settle_s=0.5)
+    slots.resize(2)
+    grants: list[str] = []
+
+    def take(tag: str, job: int) -> None:
+        while slots.acquire(job, timeout=2):
+            grants.append(tag)
+        slots.done(job)
+
+    low = threading.Thread(target=take, args=("low", slots.want(priority=1)))
+    low.start()
+    time.sleep(0.1)
+    high = threading.Thread(target=take, args=("high", slots.want(priority=2)))
+    high.start()
+    for t in (low, high):
+        t.join(10)
+    assert grants == ["high", "high"]  # the lower job never found a free slot before it gave up
+
+
+def test_no_slot_is_granted_until_registrations_settle_and_none_means_no_cap():
+    slots = TaskSlots(settle_s=0.3)
+    slots.resize(None)
+    job = slots.want(priority=0)
+    assert not slots.acquire(job, timeout=0)  # registered a moment ago
+    start = time.monotonic()
+    assert slots.acquire(job, timeout=None)
+    assert time.monotonic() - start >= 0.2
+    assert all(slots.acquire(job, timeout=0) for _ in range(100)) and slots.busy == 101
