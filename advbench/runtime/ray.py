@@ -267,8 +267,7 @@ def _submit_in_turn(calls: Sequence[Callable[[], Any]], settings: RaySettings, j
         log.info("dispatched %d Ray tasks", len(calls))
         while running:
             collect(timeout=None)
-    finally:
-        SLOTS.done(job)
+    finally:  # the registration is run_tasks's to end
         SLOTS.release(len(running))
     return [ended[i] for i in range(len(calls))]
 

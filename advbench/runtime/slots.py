@@ -9,8 +9,10 @@ of a higher Snakemake priority (``advbench.priorities``: longest first) still ha
 
 Jobs that Snakemake starts together reach the slots a fraction of a second apart (each loads its data and
 joins Ray first), so the first to arrive would take every free slot before a higher one had registered: no
-slot is granted until no job has registered for ``settle_s`` seconds. A job that arrives while tasks run
-takes the next slot that frees; one already in flight is never stopped.
+slot is granted until no job that carries a priority (> 0: the training jobs, which the order is for) has
+registered for ``settle_s`` seconds. Jobs of priority 0 (attacks, transfer, experiments) start no settling,
+so where no training job has just arrived they start at once. A job that arrives while tasks run takes the
+next slot that frees; one already in flight is never stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SETTLE_S = 1.0  # jobs started together register well within this (measured: the
 
 class TaskSlots:
     """Slots for in-flight tasks, granted to the registered job of highest priority (the earliest
-    registered among equals) once no job has registered for ``settle_s`` seconds."""
+    registered among equals) once no job of priority > 0 has registered for ``settle_s`` seconds."""
 
     def __init__(self, settle_s: float = SETTLE_S) -> None:
         self._cond = threading.Condition()
@@ -47,7 +49,8 @@ class TaskSlots:
         with self._cond:
             job = next(self._order)
             self._wanting[job] = (priority, -job)
-            self._settled_at = time.monotonic() + self._settle_s
+            if priority > 0:  # a job the order is for: let the ones started with it register too
+                self._settled_at = time.monotonic() + self._settle_s
             return job
 
     def done(self, job: int) -> None:

@@ -76,9 +76,22 @@ def test_jobs_registering_together_are_all_in_line_before_the_first_slot_goes():
 def test_no_slot_is_granted_until_registrations_settle_and_none_means_no_cap():
     slots = TaskSlots(settle_s=0.3)
     slots.resize(None)
-    job = slots.want(priority=0)
+    job = slots.want(priority=1)
     assert not slots.acquire(job, timeout=0)  # registered a moment ago
     start = time.monotonic()
     assert slots.acquire(job, timeout=None)
     assert time.monotonic() - start >= 0.2
     assert all(slots.acquire(job, timeout=0) for _ in range(100)) and slots.busy == 101
+
+
+def test_jobs_of_priority_zero_start_no_settling_but_wait_out_a_training_jobs():
+    """Attack and experiment jobs (priority 0) are not what the order is for: they start at once, unless a
+    training job has just registered, whose settling every job waits out."""
+    slots = TaskSlots(settle_s=30)
+    slots.resize(2)
+    attack = slots.want(priority=0)
+    assert slots.acquire(attack, timeout=0)  # no wait although settle_s is 30 s
+    slots.done(attack)
+    train = slots.want(priority=1)
+    late = slots.want(priority=0)
+    assert not slots.acquire(late, timeout=0) and not slots.acquire(train, timeout=0)  # settling
