@@ -217,7 +217,7 @@ def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule()
     assert all(note.endswith("needs presets/paper.yaml") for note in default.values())
     assert "softmax-clean" not in default  # the paper gives the regressions no schedule to compare with
     headline = _notes("headline")
-    assert "at most 45 epochs" in headline["maxout-clean"] and "stage 2 at most 3" in headline["maxout-clean"]
+    assert "at most 43 epochs" in headline["maxout-clean"] and "stage 2 at most 3" in headline["maxout-clean"]
     assert "init" not in headline["maxout-clean"]  # the headline keeps the paper's init
     paper = _notes("paper")
     assert not any(run.startswith("maxout") for run in paper)  # the paper preset is the paper's schedule
