@@ -1,5 +1,6 @@
 """``advbench prepare|train|attack|transfer|experiment|records|report|figures`` (what the rules call),
-``evaluate`` (a model of one's own), ``chaos``, ``bench``, ``budgets``, ``compare`` and ``progress``.
+``evaluate`` (a model of one's own), ``chaos``, ``bench``, ``budgets``, ``compare``, ``progress`` and
+``timeline``.
 
 Specs arrive as JSON (built from the validated config by :class:`advbench.plan.Plan`); ``--job`` carries
 the job's shared settings: ``{"dataset", "subset", "attack"}``; ``--ray`` the config's ``ray`` section.
@@ -279,6 +280,24 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from advbench.bench.workflow import WorkflowRunError, finished_run, job_timeline, timeline_summary
+
+    try:
+        path = args.snakemake_log or finished_run(args.workdir)[0]
+        timeline = job_timeline(path)
+    except (WorkflowRunError, OSError) as err:
+        log.error("advbench timeline: %s", err)
+        return 2
+    if timeline.empty:
+        log.error("advbench timeline: %s: no finished job in this log", path)
+        return 2
+    print(f"{path}\n")
+    print(timeline.to_markdown(index=False, floatfmt=".0f"))
+    print("\n" + timeline_summary(timeline))
+    return 0
+
+
 def _planned_checkpoints(workdir: Path, configfiles: list[Path]) -> list[str]:
     """The checkpoints the workflow in ``workdir`` trains with these ``--configfile`` overlays."""
     from advbench.config.loading import load_config
@@ -510,6 +529,18 @@ def parser() -> argparse.ArgumentParser:
         help="the run's presets, as given to snakemake: also list the tasks not started or written",
     )
     p.set_defaults(func=cmd_progress)
+
+    p = sub.add_parser(
+        "timeline",
+        help="a finished run's jobs from its Snakemake log: start, end, seconds, what ran alone",
+    )
+    p.add_argument(
+        "workdir", type=Path, nargs="?", default=Path("."), help="a workflow's folder (default: .)"
+    )
+    p.add_argument(  # not --log: that names the file a job's own log lines go to
+        "--snakemake-log", type=Path, help="a Snakemake log (default: the workdir's newest finished run)"
+    )
+    p.set_defaults(func=cmd_timeline)
     return ap
 
 

@@ -1,14 +1,16 @@
-"""End-to-end wall time of a finished workflow run and its split by rule, read from what Snakemake leaves
-behind: the run's log (``.snakemake/log/*.snakemake.log``, its ``Elapsed time``) and the ``benchmark:``
-files (``benchmarks/``, each job's wall seconds).
+"""End-to-end wall time of a finished workflow run, its split by rule and its jobs' timeline, read from what
+Snakemake leaves behind: the run's log (``.snakemake/log/*.snakemake.log``: its ``Elapsed time`` and the
+stamped start and end of every job) and the ``benchmark:`` files (``benchmarks/``, each job's wall seconds).
 
 Nothing is run here. Jobs share the cores (one Ray head for the whole run), so a rule's job seconds
-overlap other rules'; they say where the time goes, not how it adds up to the wall time.
+overlap other rules'; they say where the time goes, not how it adds up to the wall time. The timeline
+(``advbench timeline``) says when: which jobs ran together, when training ended, which ran alone.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,13 @@ _ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)$", re.M)
 _STEPS = re.compile(r"^(\d+) of \1 steps \(100%\) done$", re.M)
 _CONFIGS = re.compile(r"^\s*Config file\(s\): (.*)$", re.M)
 _QUOTED = re.compile(r"'([^']+)'")
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d{1,2} \d\d:\d\d:\d\d \d{4})\]$")
+_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_BENCHMARK = re.compile(r"^\s+benchmark: benchmarks/(.+)\.tsv$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+)")
+_DATE = re.compile(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", re.M)
+TIMELINE_COLUMNS = ["rule", "job", "start_s", "end_s", "seconds"]
 
 
 class WorkflowRunError(ValueError):
@@ -69,3 +78,84 @@ def workflow_rows(workflow_dir: Path) -> list[dict]:
             }
         )
     return rows
+
+
+def _stamp(text: str) -> datetime:
+    """A Snakemake log's job stamp, ``Mon Dec  7 03:29:29 2026`` (whole seconds, local time)."""
+    return datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")
+
+
+def job_timeline(log: Path) -> pd.DataFrame:
+    """Every finished job of a Snakemake log (rule ``all`` left out): its rule, its name (its benchmark
+    file under ``benchmarks/`` without ``.tsv``, else the rule), and its start, end and wall seconds from
+    the run's start (the log's ``Date:``, else its first job). The log stamps whole seconds."""
+    text = log.read_text()
+    jobs: dict[int, dict] = {}
+    stamp: datetime | None = None
+    block: dict | None = None  # the job whose rule block is being read
+    for line in text.splitlines():
+        if m := _STAMP.match(line):
+            stamp = _stamp(m.group(1))
+        elif m := _RULE.match(line):
+            block = {"rule": m.group(1), "job": m.group(1), "start": stamp}
+        elif block is not None and (m := _JOBID.match(line)):
+            jobs[int(m.group(1))] = block
+        elif block is not None and (m := _BENCHMARK.match(line)):
+            block["job"] = m.group(1)
+        elif (m := _FINISHED.match(line)) and int(m.group(1)) in jobs:
+            jobs[int(m.group(1))]["end"] = stamp
+    done = [j for j in jobs.values() if "end" in j and j["rule"] != "all"]
+    if not done:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    date = _DATE.search(text)
+    t0 = datetime.fromisoformat(date.group(1)) if date else min(j["start"] for j in done)
+    rows = [
+        {
+            "rule": j["rule"],
+            "job": j["job"],
+            "start_s": (j["start"] - t0).total_seconds(),
+            "end_s": (j["end"] - t0).total_seconds(),
+        }
+        for j in done
+    ]
+    df = pd.DataFrame(rows).sort_values(["start_s", "end_s"], kind="stable", ignore_index=True)
+    df["seconds"] = df["end_s"] - df["start_s"]
+    return df[TIMELINE_COLUMNS]
+
+
+def alone_stretches(timeline: pd.DataFrame) -> pd.DataFrame:
+    """The stretches of the run in which exactly one job ran (``job``, ``start_s``, ``seconds``; a job may
+    run several Ray tasks at once, so one job is not one busy core)."""
+    edges = sorted(set(timeline["start_s"]) | set(timeline["end_s"]))
+    rows: list[dict] = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        running = timeline[(timeline["start_s"] <= a) & (timeline["end_s"] >= b)]
+        if len(running) != 1:
+            continue
+        job = running["job"].iloc[0]
+        if rows and rows[-1]["job"] == job and rows[-1]["start_s"] + rows[-1]["seconds"] == a:
+            rows[-1]["seconds"] += b - a
+        else:
+            rows.append({"job": job, "start_s": a, "seconds": b - a})
+    return pd.DataFrame(rows, columns=["job", "start_s", "seconds"])
+
+
+def timeline_summary(timeline: pd.DataFrame) -> str:
+    """Where a run's minutes went, in words: its last job's end, the end of its training jobs and what ran
+    after them, and the longest stretch in which one job ran alone."""
+    end = float(timeline["end_s"].max())
+    lines = [f"{len(timeline)} jobs; the last ended {end:.0f} s after the run started"]
+    train = timeline[timeline["rule"] == "train"]
+    if not train.empty:
+        train_end = float(train["end_s"].max())
+        lines.append(
+            f"training jobs ended at {train_end:.0f} s; {end - train_end:.0f} s of other jobs after them"
+        )
+    alone = alone_stretches(timeline)
+    if not alone.empty:
+        longest = alone.loc[alone["seconds"].idxmax()]
+        lines.append(
+            f"one job running alone: {alone['seconds'].sum():.0f} s in all;"
+            f" longest {longest['seconds']:.0f} s ({longest['job']}, from {longest['start_s']:.0f} s)"
+        )
+    return "\n".join(lines)
