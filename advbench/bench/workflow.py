@@ -15,15 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from advbench.reliability.snakemake_log import logged_jobs
+
 _ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)$", re.M)
 _STEPS = re.compile(r"^(\d+) of \1 steps \(100%\) done$", re.M)
 _CONFIGS = re.compile(r"^\s*Config file\(s\): (.*)$", re.M)
 _QUOTED = re.compile(r"'([^']+)'")
-_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d{1,2} \d\d:\d\d:\d\d \d{4})\]$")
-_RULE = re.compile(r"^(?:local)?rule (\w+):$")
-_JOBID = re.compile(r"^\s+jobid: (\d+)$")
-_BENCHMARK = re.compile(r"^\s+benchmark: benchmarks/(.+)\.tsv$")
-_FINISHED = re.compile(r"^Finished jobid: (\d+)")
 _DATE = re.compile(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", re.M)
 TIMELINE_COLUMNS = ["rule", "job", "start_s", "end_s", "seconds"]
 
@@ -80,45 +77,24 @@ def workflow_rows(workflow_dir: Path) -> list[dict]:
     return rows
 
 
-def _stamp(text: str) -> datetime:
-    """A Snakemake log's job stamp, ``Mon Dec  7 03:29:29 2026`` (whole seconds, local time)."""
-    return datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")
-
-
 def job_timeline(log: Path) -> pd.DataFrame:
     """Every finished job of a Snakemake log (rule ``all`` left out): its rule, its name (its benchmark
     file under ``benchmarks/`` without ``.tsv``, else the rule), and its start, end and wall seconds from
     the run's start (the log's ``Date:``, else its first job). The log stamps whole seconds."""
     text = log.read_text()
-    jobs: dict[int, dict] = {}
-    stamp: datetime | None = None
-    block: dict | None = None  # the job whose rule block is being read
-    for line in text.splitlines():
-        if m := _STAMP.match(line):
-            stamp = _stamp(m.group(1))
-        elif m := _RULE.match(line):
-            block = {"rule": m.group(1), "job": m.group(1), "start": stamp}
-        elif block is not None and (m := _JOBID.match(line)):
-            jobs[int(m.group(1))] = block
-        elif block is not None and (m := _BENCHMARK.match(line)):
-            block["job"] = m.group(1)
-        elif (m := _FINISHED.match(line)) and int(m.group(1)) in jobs:
-            jobs[int(m.group(1))]["end"] = stamp
-    done = [j for j in jobs.values() if "end" in j and j["rule"] != "all"]
-    if not done:
+    spans = [
+        (j.rule, j.name, j.start, j.end)
+        for j in logged_jobs(text).values()
+        if j.start and j.end and j.rule != "all"
+    ]
+    if not spans:
         return pd.DataFrame(columns=TIMELINE_COLUMNS)
     date = _DATE.search(text)
-    t0 = datetime.fromisoformat(date.group(1)) if date else min(j["start"] for j in done)
-    rows = [
-        {
-            "rule": j["rule"],
-            "job": j["job"],
-            "start_s": (j["start"] - t0).total_seconds(),
-            "end_s": (j["end"] - t0).total_seconds(),
-        }
-        for j in done
-    ]
-    df = pd.DataFrame(rows).sort_values(["start_s", "end_s"], kind="stable", ignore_index=True)
+    t0 = datetime.fromisoformat(date.group(1)) if date else min(start for _, _, start, _ in spans)
+    df = pd.DataFrame(
+        {"rule": r, "job": n, "start_s": (a - t0).total_seconds(), "end_s": (b - t0).total_seconds()}
+        for r, n, a, b in spans
+    ).sort_values(["start_s", "end_s"], kind="stable", ignore_index=True)
     df["seconds"] = df["end_s"] - df["start_s"]
     return df[TIMELINE_COLUMNS]
 

@@ -25,13 +25,12 @@ from pathlib import Path
 import psutil
 
 from advbench.reliability import CHAOS_CONFIGS, KINDS
+from advbench.reliability.snakemake_log import logged_jobs
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "presets")
 STATE = ("results", "resources", "logs", "benchmarks", ".snakemake")
 VOLATILE_COLUMNS = ("seconds",)  # wall time per epoch: a measurement, not a result
 _JOB = re.compile(r"advbench (\w+)")  # a job's process, or a Ray worker's title (ray::advbench train)
-_STARTED = re.compile(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
-_FINISHED = re.compile(r"^Finished jobid: (\d+) ", re.M)
 RULE_STAGES = {  # rule -> the advbench command it runs, where the names differ
     "prepare_data": "prepare",
     "train_members": "train",
@@ -56,10 +55,7 @@ class Run(subprocess.Popen):
 
 def running_rules(log_text: str) -> set[str]:
     """The rules of the jobs that Snakemake's log shows started and not yet finished."""
-    started = {jobid: rule for rule, jobid in _STARTED.findall(log_text)}
-    for jobid in _FINISHED.findall(log_text):
-        started.pop(jobid, None)
-    return set(started.values())
+    return {job.rule for job in logged_jobs(log_text).values() if not job.finished}
 
 
 def copy_workflow(repo: Path, dest: Path) -> Path:
