@@ -284,8 +284,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from advbench.bench.workflow import WorkflowRunError, finished_run, job_timeline, timeline_summary
 
     try:
-        path = args.snakemake_log or finished_run(args.workdir)[0]
-        timeline = job_timeline(path)
+        path = args.snakemake_log or finished_run(args.workdir or Path("."))[0]
+        timeline = job_timeline(path, args.workdir)
     except (WorkflowRunError, OSError) as err:
         log.error("advbench timeline: %s", err)
         return 2
@@ -293,7 +293,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         log.error("advbench timeline: %s: no finished job in this log", path)
         return 2
     print(f"{path}\n")
-    print(timeline.to_markdown(index=False, floatfmt=".0f"))
+    shown = timeline.astype({"task_s": object}).where(timeline.notna(), None)  # blank: no tasks
+    print(shown.to_markdown(index=False, floatfmt=".0f", missingval=""))
     print("\n" + timeline_summary(timeline))
     return 0
 
@@ -532,10 +533,14 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "timeline",
-        help="a finished run's jobs from its Snakemake log: start, end, seconds, what ran alone",
+        help="a finished run's jobs from its Snakemake log: start, end, seconds, task seconds, who ran alone",
     )
     p.add_argument(
-        "workdir", type=Path, nargs="?", default=Path("."), help="a workflow's folder (default: .)"
+        "workdir",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="a workflow's folder, with its jobs' logs (default: that of --snakemake-log, else .)",
     )
     p.add_argument(  # not --log: that names the file a job's own log lines go to
         "--snakemake-log", type=Path, help="a Snakemake log (default: the workdir's newest finished run)"

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from advbench.reliability.snakemake_log import logged_jobs
+from advbench.reliability.snakemake_log import LoggedJob, logged_jobs
+from advbench.runtime.task import task_seconds
 
 _ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)$", re.M)
 _STEPS = re.compile(r"^(\d+) of \1 steps \(100%\) done$", re.M)
 _CONFIGS = re.compile(r"^\s*Config file\(s\): (.*)$", re.M)
 _QUOTED = re.compile(r"'([^']+)'")
 _DATE = re.compile(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", re.M)
-TIMELINE_COLUMNS = ["rule", "job", "start_s", "end_s", "seconds"]
+TIMELINE_COLUMNS = ["rule", "job", "start_s", "end_s", "seconds", "tasks", "task_s"]
 
 
 class WorkflowRunError(ValueError):
@@ -77,26 +78,41 @@ def workflow_rows(workflow_dir: Path) -> list[dict]:
     return rows
 
 
-def job_timeline(log: Path) -> pd.DataFrame:
+def job_timeline(log: Path, workdir: Path | None = None) -> pd.DataFrame:
     """Every finished job of a Snakemake log (rule ``all`` left out): its rule, its name (its benchmark
-    file under ``benchmarks/`` without ``.tsv``, else the rule), and its start, end and wall seconds from
-    the run's start (the log's ``Date:``, else its first job). The log stamps whole seconds."""
+    file under ``benchmarks/`` without ``.tsv``, else the rule), its start, end and wall seconds from the
+    run's start (the log's ``Date:``, else its first job; the log stamps whole seconds), and its Ray tasks'
+    number and summed seconds from its own log under ``workdir`` (default: the folder whose
+    ``.snakemake/log/`` holds ``log``; none where a job ran no task or its log is gone)."""
     text = log.read_text()
-    spans = [
-        (j.rule, j.name, j.start, j.end)
-        for j in logged_jobs(text).values()
-        if j.start and j.end and j.rule != "all"
-    ]
+    workdir = log.resolve().parents[2] if workdir is None else workdir
+    spans = [(j, j.start, j.end) for j in logged_jobs(text).values() if j.start and j.end and j.rule != "all"]
     if not spans:
         return pd.DataFrame(columns=TIMELINE_COLUMNS)
     date = _DATE.search(text)
-    t0 = datetime.fromisoformat(date.group(1)) if date else min(start for _, _, start, _ in spans)
-    df = pd.DataFrame(
-        {"rule": r, "job": n, "start_s": (a - t0).total_seconds(), "end_s": (b - t0).total_seconds()}
-        for r, n, a, b in spans
-    ).sort_values(["start_s", "end_s"], kind="stable", ignore_index=True)
+    t0 = datetime.fromisoformat(date.group(1)) if date else min(start for _, start, _ in spans)
+    rows = []
+    for job, start, end in spans:
+        tasks = _job_task_seconds(job, workdir)
+        rows.append(
+            {
+                "rule": job.rule,
+                "job": job.name,
+                "start_s": (start - t0).total_seconds(),
+                "end_s": (end - t0).total_seconds(),
+                "tasks": len(tasks),
+                "task_s": sum(tasks) if tasks else float("nan"),
+            }
+        )
+    df = pd.DataFrame(rows).sort_values(["start_s", "end_s"], kind="stable", ignore_index=True)
     df["seconds"] = df["end_s"] - df["start_s"]
     return df[TIMELINE_COLUMNS]
+
+
+def _job_task_seconds(job: LoggedJob, workdir: Path) -> list[float]:
+    """The seconds of a job's tasks, from the job's log files that are still there."""
+    paths = [workdir / name for name in job.log]
+    return [s for path in paths if path.is_file() for s in task_seconds(path.read_text(errors="replace"))]
 
 
 def alone_stretches(timeline: pd.DataFrame) -> pd.DataFrame:
@@ -118,7 +134,7 @@ def alone_stretches(timeline: pd.DataFrame) -> pd.DataFrame:
 
 def timeline_summary(timeline: pd.DataFrame) -> str:
     """Where a run's minutes went, in words: its last job's end, the end of its training jobs and what ran
-    after them, and the longest stretch in which one job ran alone."""
+    after them, the seconds of each rule's Ray tasks, and the longest stretch in which one job ran alone."""
     end = float(timeline["end_s"].max())
     lines = [f"{len(timeline)} jobs; the last ended {end:.0f} s after the run started"]
     train = timeline[timeline["rule"] == "train"]
@@ -127,6 +143,10 @@ def timeline_summary(timeline: pd.DataFrame) -> str:
         lines.append(
             f"training jobs ended at {train_end:.0f} s; {end - train_end:.0f} s of other jobs after them"
         )
+    by_rule = timeline.groupby("rule")["task_s"].sum(min_count=1).dropna().sort_values(ascending=False)
+    if not by_rule.empty:
+        spent = ", ".join(f"{rule} {seconds:.0f}" for rule, seconds in by_rule.items())
+        lines.append(f"Ray task seconds by rule (what the jobs cost, whatever ran beside them): {spent}")
     alone = alone_stretches(timeline)
     if not alone.empty:
         longest = alone.loc[alone["seconds"].idxmax()]

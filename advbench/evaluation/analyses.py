@@ -10,7 +10,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from advbench.attacks import attack_mode, fgsm, input_gradient, rotate, rotation_direction
+from advbench.attacks import (
+    attack_mode,
+    fgsm,
+    input_gradient,
+    linf_distance,
+    rotate_by_sign,
+    rotation_direction,
+)
 from advbench.evaluation.scores import Tally
 from advbench.models.heads import probabilities
 
@@ -115,16 +122,16 @@ def rotation(
             with torch.inference_mode():
                 for a in angles:
                     radians = math.radians(a)
-                    x_rot = rotate(xb, toward * radians, shape)
+                    x_rot = rotate_by_sign(xb, toward, radians, shape)
                     l2 = (x_rot - xb).norm(dim=1)
                     eps = l2 / nonzero.sqrt()
                     examples = {
                         "": x_rot,
-                        "random_": rotate(xb, random * radians, shape),
+                        "random_": rotate_by_sign(xb, random, radians, shape),
                         "fgsm_": xb + eps[:, None] * fgsm_sign,
                     }
                     for kind, x_adv in examples.items():
-                        change = float((x_adv - xb).abs().max())
+                        change = linf_distance(x_adv, xb)
                         cells[(a, kind)].add(probabilities(model, model(x_adv)), yb, change)
                     l2_sum[a] += float(l2.double().sum())
                     eps_sum[a] += float(eps.double().sum())

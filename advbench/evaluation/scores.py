@@ -19,6 +19,7 @@ from advbench.attacks import (
     input_gradient,
     least_likely,
     least_likely_loss,
+    linf_distance,
     linf_pgd,
     logits_and_input_gradient,
     pgd_restarts,
@@ -103,18 +104,25 @@ def fgsm_scores(
             with attack_mode(source):
                 logits, grad = logits_and_input_gradient(source, xb, labels)
             direction = grad.sign()
-            zero += int((grad == 0).all(dim=1).sum())
-            nonfinite += int((~torch.isfinite(grad)).any(dim=1).sum())
+            # both counts from each row's extremes: a row is all zeros where they are, and holds a NaN or an
+            # infinity where one of them does (a NaN propagates to both); amin and amax read the gradient
+            # without writing a tensor of its size (and are 5x faster than aminmax(dim=1) on the CPU)
+            low, high = grad.amin(dim=1), grad.amax(dim=1)
+            finite = torch.isfinite(low) & torch.isfinite(high)
+            zero += int(((low == 0) & (high == 0)).sum())
+            nonfinite += int((~finite).sum())
             clean = probabilities(target, logits) if target is source else None
             with torch.inference_mode():
                 for (e, c), tally in tallies.items():
-                    x_adv = fgsm_from_direction(xb, direction, e, c)
-                    if e == 0 and torch.equal(x_adv, xb):
+                    # unclipped at eps 0 the examples are the inputs (x + 0 * a finite sign is x)
+                    same = e == 0 and not c and bool(finite.all())
+                    x_adv = xb if same else fgsm_from_direction(xb, direction, e, c)
+                    if same or (e == 0 and torch.equal(x_adv, xb)):
                         clean = probabilities(target, target(xb)) if clean is None else clean
                         probs = clean
                     else:
                         probs = probabilities(target, target(x_adv))
-                    tally.add(probs, yb, float((x_adv - xb).abs().max()))
+                    tally.add(probs, yb, 0.0 if same else linf_distance(x_adv, xb))
     gradients = {"n_zero_grad": zero, "n_nonfinite_grad": nonfinite}
     return [{"eps": float(e), "clipped": c, **t.row(), **gradients} for (e, c), t in tallies.items()]
 
@@ -203,5 +211,5 @@ def method_scores(
                 x_adv = adversarial_examples(method, source, xb, labels, e, c, multistep, generator)
             with attack_mode(target), torch.inference_mode():
                 probs = probabilities(target, target(x_adv))
-            tally.add(probs, yb, float((x_adv - xb).abs().max()))
+            tally.add(probs, yb, linf_distance(x_adv, xb))
     return [{"eps": float(e), "clipped": c, **t.row()} for (e, c), t in tallies.items()]

@@ -5,13 +5,14 @@ timeline`` when each ran (:func:`advbench.bench.workflow.job_timeline`)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d{1,2} \d\d:\d\d:\d\d \d{4})\]$")
 _RULE = re.compile(r"^(?:local)?rule (\w+):$")
 _JOBID = re.compile(r"^\s+jobid: (\d+)$")
 _BENCHMARK = re.compile(r"^\s+benchmark: benchmarks/(.+)\.tsv$")
+_LOG = re.compile(r"^\s+log: (.+)$")
 _FINISHED = re.compile(r"^Finished jobid: (\d+)")
 
 
@@ -19,13 +20,15 @@ _FINISHED = re.compile(r"^Finished jobid: (\d+)")
 class LoggedJob:
     """One job as its log shows it: ``name`` is its benchmark file under ``benchmarks/`` without ``.tsv``
     (else its rule); ``start`` and ``end`` the stamps before its block and its ``Finished`` line (whole
-    seconds; None where the log has no stamp there)."""
+    seconds; None where the log has no stamp there); ``log`` its ``log:`` files, relative to the workflow's
+    folder."""
 
     rule: str
     name: str
     start: datetime | None
     end: datetime | None = None
     finished: bool = False
+    log: list[str] = field(default_factory=list)
 
 
 def _stamp(text: str) -> datetime:
@@ -48,6 +51,8 @@ def logged_jobs(text: str) -> dict[int, LoggedJob]:
             jobs[int(m.group(1))] = block
         elif block is not None and (m := _BENCHMARK.match(line)):
             block.name = m.group(1)
+        elif block is not None and (m := _LOG.match(line)):
+            block.log = m.group(1).split(", ")
         elif (m := _FINISHED.match(line)) and int(m.group(1)) in jobs:
             job = jobs[int(m.group(1))]
             job.end, job.finished = stamp, True

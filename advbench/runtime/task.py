@@ -6,11 +6,19 @@ import contextlib
 import logging
 import os
 import platform
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The line a finished task leaves in its job's log, and its reader: a job's tasks share the cores with other
+# jobs' tasks, so their seconds, not the job's wall time, say what the job cost (``advbench timeline``).
+_TASK_LINE = "task %s ran %.2f s"
+_TASK_SECONDS = re.compile(rf" {re.escape(__name__)}: task \S+(?: seed -?\d+)? ran (\d+\.\d+) s$", re.M)
+
+log = logging.getLogger(__name__)
 
 
 def logged_call(fn: Callable[..., Any], log_file: str | None, **kwargs: Any) -> Any:
@@ -25,12 +33,21 @@ def logged_call(fn: Callable[..., Any], log_file: str | None, **kwargs: Any) -> 
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     level, root.level = root.level, logging.INFO
     root.addHandler(handler)
+    start = time.perf_counter()
     try:
-        return fn(**kwargs)
+        result = fn(**kwargs)
+        seed = f" seed {kwargs['seed']}" if isinstance(kwargs.get("seed"), int) else ""
+        log.info(_TASK_LINE, f"{fn.__name__}{seed}", time.perf_counter() - start)
+        return result
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
         handler.close()
+
+
+def task_seconds(job_log: str) -> list[float]:
+    """The seconds of every task that ended, from a job's log as :func:`logged_call` writes it."""
+    return [float(s) for s in _TASK_SECONDS.findall(job_log)]
 
 
 def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -21,6 +21,7 @@ Execute 2 jobs...
 localrule train:
     input: resources/data/mnist.npz
     output: results/models/a/seed=0.safetensors
+    log: logs/train/mnist/maxout-a.log
     jobid: 18
     benchmark: benchmarks/train/mnist/maxout-a.tsv
     priority: 16
@@ -36,6 +37,7 @@ Finished jobid: 20 (Rule: train)
 [Mon Dec  7 03:31:00 2026]
 rule attack:
     output: results/metrics/attack/b/attacks.parquet
+    log: logs/attack/mnist/maxout-b.log, logs/attack/mnist/maxout-b.extra.log
     jobid: 7
     benchmark: benchmarks/attack/mnist/maxout-b.tsv
 [Mon Dec  7 03:31:20 2026]
@@ -76,6 +78,38 @@ def test_the_timeline_has_every_finished_job_but_all_from_the_runs_start(tmp_pat
         "report": ("report", 300, 310, 10),  # no benchmark file: named by its rule
     }
     assert list(timeline["start_s"]) == sorted(timeline["start_s"])
+
+
+def write_job_log(root: Path, name: str, seconds: list[float]) -> None:
+    """A job's log as its Ray tasks leave it (:func:`advbench.runtime.task.logged_call`)."""
+    path = root / "logs" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["2026-12-07 03:31:01,000 INFO advbench.runtime.ray: dispatched 2 Ray tasks"]
+    lines += [
+        f"2026-12-07 03:31:1{i},000 INFO advbench.runtime.task: task fgsm_task seed {i} ran {s:.2f} s"
+        for i, s in enumerate(seconds)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_each_job_has_its_tasks_seconds_from_its_own_logs(tmp_path, capsys):
+    write_run(tmp_path)
+    write_job_log(tmp_path, "train/mnist/maxout-a.log", [250.0, 240.5, 260.25])
+    write_job_log(tmp_path, "attack/mnist/maxout-b.log", [9.5])
+    write_job_log(tmp_path, "attack/mnist/maxout-b.extra.log", [10.0])
+    timeline = job_timeline(tmp_path / ".snakemake" / "log" / "2026-12-07T032920.1.snakemake.log")
+    rows = {r.job: (r.tasks, r.task_s) for r in timeline.itertuples()}
+    assert rows["train/mnist/maxout-a"] == (3, 750.75)
+    assert rows["attack/mnist/maxout-b"] == (2, 19.5)  # both of its log files
+    tasks, seconds = rows["train/mnist/maxout-b"]  # its log is gone: no tasks, no seconds
+    assert tasks == 0 and seconds != seconds
+    summary = timeline_summary(timeline)
+    assert (
+        "Ray task seconds by rule (what the jobs cost, whatever ran beside them): train 751, attack 20"
+        in summary
+    )
+    assert main(["timeline", str(tmp_path)]) == 0
+    assert "|       3 |      751 |" in capsys.readouterr().out
 
 
 def test_alone_stretches_merge_and_name_the_job_that_ran_alone(tmp_path):

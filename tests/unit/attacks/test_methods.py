@@ -163,3 +163,21 @@ def test_trust_checks_flag_label_leaking():
     attack = attack_rows({"leaky": {"fgsm": 0.3, "pgd": 0.35, "fgsm_pred": 0.6}})
     flags = trust_checks(attack, pd.DataFrame())["flags"].iloc[0]
     assert flags == "label leaking: FGSM on true labels 30.0% vs on predictions 60.0%"
+
+
+def test_fgsm_counts_zero_and_nonfinite_gradients(small_mlp, batch):
+    """With every weight zero the input gradient is zero for a finite input and NaN for one holding a NaN:
+    both counted in every row; a zero sign moves no example at any eps."""
+    x, y = batch
+    x = x.clone()
+    x[:3, 5] = float("nan")
+    with torch.no_grad():
+        for p in small_mlp.parameters():
+            p.zero_()
+    rows = {
+        (r["eps"], r["clipped"]): r for r in fgsm_scores(small_mlp, small_mlp, x, y, [0.0, EPS], [False], 16)
+    }
+    for row in rows.values():
+        assert row["n_zero_grad"] == len(x) - 3 and row["n_nonfinite_grad"] == 3
+    clean = fgsm_scores(small_mlp, small_mlp, x[3:], y[3:], [0.0, EPS], [False, True], 16)
+    assert [r["max_perturbation"] for r in clean] == [0.0, 0.0, 0.0, 0.0]

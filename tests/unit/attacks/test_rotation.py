@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from advbench.attacks import rotate, rotation_direction
+from advbench.attacks import rotate, rotate_by_sign, rotation_direction
 from advbench.config.specs import model_spec
 from advbench.evaluation.analyses import rotation
 from advbench.models.architectures import build
@@ -86,3 +86,16 @@ def test_rotation_scores_start_at_the_clean_error_and_match_fgsm_in_l2():
     # a linear model's input gradient is nonzero in every pixel: FGSM's L2 size is eps * sqrt(784)
     assert ten["fgsm_mean_eps"] * math.sqrt(784) == pytest.approx(ten["mean_l2"], rel=1e-5)
     assert ten["mean_l2"] > 0 and ten["error"] >= ten["random_error"] - 0.05
+
+
+@pytest.mark.parametrize("shape", [MNIST, (3, 32, 32)])
+def test_rotating_by_sign_equals_rotating_each_image_by_its_own_angle(shape):
+    """The two shared rotations give each image the bits its own angle gives it: the arithmetic is per
+    image, whatever the batch; a sign of 0 leaves the image as it is."""
+    n = 50
+    x = torch.rand(n, math.prod(shape))
+    sign = torch.tensor([1.0, -1.0, 0.0] * (n // 3) + [1.0] * (n % 3))
+    radians = math.radians(10.0)
+    each = torch.cat([rotate(x[i : i + 1], sign[i : i + 1] * radians, shape) for i in range(n)])
+    assert torch.equal(rotate_by_sign(x, sign, radians, shape), each)
+    assert torch.equal(rotate_by_sign(x, sign, radians, shape)[sign == 0], x[sign == 0])

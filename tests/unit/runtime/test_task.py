@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from advbench.runtime.task import machine
+from advbench.runtime.task import logged_call, machine, task_seconds
 
 # In a fresh interpreter (the flag is per thread and outlives the call): denormals made by numpy before
 # the task starts (torch would start its threads), then init_task, then a product of them large enough
@@ -60,3 +60,24 @@ def test_the_machine_line_says_whether_the_cpu_has_amx(tmp_path, flags, says):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
     assert machine(cpuinfo).startswith(f"Some CPU, {says}, ")
+
+
+def _square(x: int, seed: int) -> int:
+    return x * x
+
+
+def _fail(seed: int) -> None:
+    raise RuntimeError("no")
+
+
+def test_a_task_leaves_its_seconds_in_its_jobs_log_and_a_failed_one_none(tmp_path):
+    job_log = tmp_path / "job.log"
+    assert logged_call(_square, str(job_log), x=3, seed=7) == 9
+    with pytest.raises(RuntimeError):
+        logged_call(_fail, str(job_log), seed=8)
+    text = job_log.read_text()
+    assert "task _square seed 7 ran " in text and "_fail" not in text
+    (seconds,) = task_seconds(text)
+    assert 0 <= seconds < 60
+    # another logger's line of the same words is not a task's
+    assert task_seconds(text + "2026-12-07 05:00:00,000 INFO other: task x seed 1 ran 5.00 s\n") == [seconds]
