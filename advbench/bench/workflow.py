@@ -62,7 +62,9 @@ def rule_seconds(workflow_dir: Path, exclude: tuple[str, ...] = ("bench",)) -> p
 
 
 def workflow_rows(workflow_dir: Path) -> list[dict]:
-    """The run's wall time and one row per rule, labelled with the run's config files (``model``)."""
+    """The run's wall time and per rule its jobs' wall seconds and, where its jobs' logs hold them, its Ray
+    tasks' seconds (what the rule cost: its jobs' wall times overlap), labelled with the run's config files
+    (``model``)."""
     log, wall, jobs, configs = finished_run(workflow_dir)
     keys = {"section": "workflow", "model": configs}
     rows = [{**keys, "metric": "wall_seconds", "value": wall, "unit": f"s ({jobs} jobs, {log.name})"}]
@@ -73,6 +75,16 @@ def workflow_rows(workflow_dir: Path) -> list[dict]:
                 "metric": f"rule_{r.rule}_job_seconds",
                 "value": r.job_seconds,
                 "unit": f"s ({r.jobs} jobs)",
+            }
+        )
+    timeline = job_timeline(log, workflow_dir)
+    for rule, tasks in timeline[timeline["tasks"] > 0].groupby("rule"):
+        rows.append(
+            {
+                **keys,
+                "metric": f"rule_{rule}_task_seconds",
+                "value": float(tasks["task_s"].sum()),
+                "unit": f"s ({int(tasks['tasks'].sum())} Ray tasks)",
             }
         )
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from advbench.bench.workflow import alone_stretches, job_timeline, timeline_summary
+from advbench.bench.workflow import alone_stretches, job_timeline, timeline_summary, workflow_rows
 from advbench.cli import main
 
 # Two training jobs start together (a: 0-300 s, b: 0-100 s); an attack starts when b ends (100-120 s);
@@ -110,6 +110,18 @@ def test_each_job_has_its_tasks_seconds_from_its_own_logs(tmp_path, capsys):
     )
     assert main(["timeline", str(tmp_path)]) == 0
     assert "|       3 |      751 |" in capsys.readouterr().out
+
+
+def test_the_benchmark_reports_each_rules_task_seconds(tmp_path):
+    write_run(tmp_path)
+    write_job_log(tmp_path, "train/mnist/maxout-a.log", [250.0, 250.5])
+    for name, seconds in [("train/mnist/maxout-a", 300), ("attack/mnist/maxout-b", 20)]:
+        (tmp_path / "benchmarks" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "benchmarks" / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:01\n")
+    rows = {r["metric"]: (r["value"], r["unit"]) for r in workflow_rows(tmp_path)}
+    assert rows["rule_train_task_seconds"] == (500.5, "s (2 Ray tasks)")
+    assert rows["rule_train_job_seconds"][0] == 300
+    assert "rule_attack_task_seconds" not in rows  # its log is gone: no tasks to count
 
 
 def test_alone_stretches_merge_and_name_the_job_that_ran_alone(tmp_path):
