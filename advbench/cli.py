@@ -281,7 +281,13 @@ def cmd_progress(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from advbench.bench.workflow import WorkflowRunError, finished_run, job_timeline, timeline_summary
+    from advbench.bench.workflow import (
+        WorkflowRunError,
+        finished_run,
+        job_timeline,
+        provided_cores,
+        timeline_summary,
+    )
 
     try:
         path = args.snakemake_log or finished_run(args.workdir or Path("."))[0]
@@ -295,7 +301,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     print(f"{path}\n")
     shown = timeline.astype({"task_s": object}).where(timeline.notna(), None)  # blank: no tasks
     print(shown.to_markdown(index=False, floatfmt=".0f", missingval=""))
-    print("\n" + timeline_summary(timeline))
+    print("\n" + timeline_summary(timeline, provided_cores(path)))
     return 0
 
 

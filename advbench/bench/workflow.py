@@ -23,6 +23,7 @@ _STEPS = re.compile(r"^(\d+) of \1 steps \(100%\) done$", re.M)
 _CONFIGS = re.compile(r"^\s*Config file\(s\): (.*)$", re.M)
 _QUOTED = re.compile(r"'([^']+)'")
 _DATE = re.compile(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", re.M)
+_CORES = re.compile(r"^Provided cores: (\d+)$", re.M)
 TIMELINE_COLUMNS = ["rule", "job", "start_s", "end_s", "seconds", "tasks", "task_s"]
 
 
@@ -144,9 +145,16 @@ def alone_stretches(timeline: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "start_s", "seconds"])
 
 
-def timeline_summary(timeline: pd.DataFrame) -> str:
+def provided_cores(log: Path) -> int | None:
+    """The cores Snakemake was given for a run (its log's ``Provided cores:``), if the log says."""
+    found = _CORES.search(log.read_text())
+    return int(found.group(1)) if found else None
+
+
+def timeline_summary(timeline: pd.DataFrame, cores: int | None = None) -> str:
     """Where a run's minutes went, in words: its last job's end, the end of its training jobs and what ran
-    after them, the seconds of each rule's Ray tasks, and the longest stretch in which one job ran alone."""
+    after them, the seconds of each rule's Ray tasks and, given the run's ``cores``, the share of those
+    cores' time they took, and the longest stretch in which one job ran alone."""
     end = float(timeline["end_s"].max())
     lines = [f"{len(timeline)} jobs; the last ended {end:.0f} s after the run started"]
     train = timeline[timeline["rule"] == "train"]
@@ -159,6 +167,12 @@ def timeline_summary(timeline: pd.DataFrame) -> str:
     if not by_rule.empty:
         spent = ", ".join(f"{rule} {seconds:.0f}" for rule, seconds in by_rule.items())
         lines.append(f"Ray task seconds by rule (what the jobs cost, whatever ran beside them): {spent}")
+        if cores:
+            total = float(by_rule.sum())
+            lines.append(
+                f"{total:.0f} task-seconds in all: {total / (cores * end):.0%} of {cores} cores"
+                f" over the {end:.0f} s (one thread per task)"
+            )
     alone = alone_stretches(timeline)
     if not alone.empty:
         longest = alone.loc[alone["seconds"].idxmax()]

@@ -16,6 +16,7 @@ LOG = """SNAKEMAKE
 =========
   Date: 2026-12-07 03:29:20
   Config file(s): ['config.yaml']
+Provided cores: 4
 Execute 2 jobs...
 [Mon Dec  7 03:29:20 2026]
 localrule train:
@@ -108,8 +109,11 @@ def test_each_job_has_its_tasks_seconds_from_its_own_logs(tmp_path, capsys):
         "Ray task seconds by rule (what the jobs cost, whatever ran beside them): train 751, attack 20"
         in summary
     )
+    assert "770 task-seconds in all" not in summary  # no cores given, no share of them
     assert main(["timeline", str(tmp_path)]) == 0
-    assert "|       3 |      751 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "|       3 |      751 |" in out
+    assert "770 task-seconds in all: 62% of 4 cores over the 310 s" in out  # the log's "Provided cores"
 
 
 def test_the_benchmark_reports_each_rules_task_seconds(tmp_path):
