@@ -171,7 +171,7 @@ def fgsm_from_direction(x: torch.Tensor, direction: torch.Tensor, eps: float, cl
 
 def linf_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """The largest absolute difference between two batches (0 for empty ones), from the difference's
-    extremes: one pass, no second tensor (faster on the CPU than ``abs().max()`` or an inf-norm)."""
+    extremes: one reduction, no second tensor of the batch's size."""
     if a.numel() == 0:
         return 0.0
     low, high = (a - b).aminmax()

@@ -106,7 +106,7 @@ def fgsm_scores(
             direction = grad.sign()
             # both counts from each row's extremes: a row is all zeros where they are, and holds a NaN or an
             # infinity where one of them does (a NaN propagates to both); amin and amax read the gradient
-            # without writing a tensor of its size, and on the CPU they beat aminmax(dim=1)
+            # without writing a tensor of its size
             low, high = grad.amin(dim=1), grad.amax(dim=1)
             finite = torch.isfinite(low) & torch.isfinite(high)
             zero += int(((low == 0) & (high == 0)).sum())
