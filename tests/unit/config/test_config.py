@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from advbench.config.loading import load_config
-from advbench.config.runs import EXPERIMENTS, budget_notes, runs_alone
+from advbench.config.runs import EXPERIMENTS, budget_notes, run_model_spec, runs_alone
 from advbench.config.specs import (
     ConfigError,
     ModelSpec,
@@ -30,7 +30,7 @@ def config() -> dict:
     return load_config(REPO / "config.yaml")
 
 
-@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu", "headline", "chaos", "paper240"])
+@pytest.mark.parametrize("preset", ["smoke", "paper", "gpu", "headline", "chaos", "paper240", "paper1600"])
 def test_default_and_presets_validate(config, preset):
     merged = load_config(REPO / "config.yaml", REPO / "presets" / f"{preset}.yaml")
     validate_config(merged)
@@ -222,6 +222,19 @@ def test_budget_notes_say_how_each_maxout_run_differs_from_the_papers_schedule()
     paper = _notes("paper")
     assert not any(run.startswith("maxout") for run in paper)  # the paper preset is the paper's schedule
     assert _notes("paper", "paper240") == {}  # the 240-unit pair alone, on the paper's schedule
+    assert _notes("paper", "paper1600") == {}  # F7-F11's models alone, on the paper's schedule
+
+
+def test_the_paper1600_preset_trains_the_models_of_f7_to_f11_as_the_paper_does():
+    presets = [REPO / "presets" / f"{name}.yaml" for name in ("paper", "paper1600")]
+    merged = validate_config(load_config(REPO / "config.yaml", *presets))
+    runs = {f"{r['model']}-{r['regime']}" for r in merged["runs"]}
+    assert runs == {"maxout-clean", "maxout1600-clean", "maxout1600-adversarial"}
+    f8 = run_model_spec(merged, "maxout1600-adversarial")
+    assert f8.units == 1600 and f8.train.select_on == "adversarial" and f8.train.retrain
+    pairs = {(p["source"], p["target"]) for p in merged["transfer"]["pairs"]}
+    for naive in ("maxout-clean", "maxout1600-clean"):  # F10 read with either naive model
+        assert {(naive, "maxout1600-adversarial"), ("maxout1600-adversarial", naive)} <= pairs
 
 
 def test_a_dataset_outside_the_registry_is_refused_by_key(config):
