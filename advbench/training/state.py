@@ -176,7 +176,7 @@ def spec_dicts(spec: Any, regime: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 PROGRESS_COLUMNS = [
     "dataset", "model", "regime", "seed", "member", "status", "stage", "epoch", "of at most", "best",
-    "best epoch", "stage 1 stops at", "s/epoch", "at most to go", "saved ago",
+    "best epoch", "stage 1 stops at", "s/epoch", "stage 1 ends in", "at most to go", "saved ago",
 ]  # fmt: skip
 KEYS = ("dataset", "model", "regime", "seed", "member")
 
@@ -187,7 +187,9 @@ def progress_table(workdir: Path, planned: Sequence[str] = ()) -> pd.DataFrame:
     config trains (relative to ``workdir``, :meth:`advbench.plan.Plan.trained_checkpoints`), adds the
     tasks without a state, ``written`` where the checkpoint is and ``not started`` where it is not.
 
-    ``stage 1 stops at``: the epoch at which early stopping ends stage 1 unless a better epoch comes first.
+    ``stage 1 stops at``: the epoch at which early stopping ends stage 1 unless a better epoch comes first;
+    ``stage 1 ends in``: the time to that epoch (each better epoch pushes it back by ``patience`` epochs).
+    With ``at most to go`` (the epoch budget's end, stage 2 included) it brackets a long run's end.
     ``status``: ``under way`` (running, or stopped part-way), ``finished`` (its job is waiting for other
     seeds before it writes the checkpoints), ``written`` or ``not started``."""
     states = sorted((workdir / "results" / "models").rglob("*.state"))
@@ -230,6 +232,8 @@ def _state_row(path: Path) -> dict[str, Any]:
     last = train["max_epochs"] + stage2 if doc["stage"] == 1 else _stage1_epochs(doc) + stage2
     seconds = [r["seconds"] for r in doc["curves"]]
     per_epoch = sum(seconds) / len(seconds) if seconds else float("nan")
+    stops_at = min(doc["best_epoch"] + train["patience"], train["max_epochs"])
+    stage1_left = stops_at - doc["epoch"] if doc["stage"] == 1 and not doc["finished"] else 0
     return {
         "status": "finished" if doc["finished"] else "under way",
         "stage": doc["stage"],
@@ -237,8 +241,9 @@ def _state_row(path: Path) -> dict[str, Any]:
         "of at most": last,
         "best": doc["best_score"],
         "best epoch": doc["best_epoch"],
-        "stage 1 stops at": min(doc["best_epoch"] + train["patience"], train["max_epochs"]),
+        "stage 1 stops at": stops_at,
         "s/epoch": per_epoch,
+        "stage 1 ends in": _duration(per_epoch * stage1_left),
         "at most to go": "0:00:00" if doc["finished"] else _duration(per_epoch * (last - doc["epoch"])),
         "saved ago": _duration(time.time() - path.stat().st_mtime),
     }

@@ -226,6 +226,25 @@ def test_progress_reads_every_saved_state_of_a_workflow(tmp_path, capsys):
     assert "no training task has a saved state" in capsys.readouterr().out
 
 
+def test_progress_brackets_the_time_to_go_between_early_stopping_and_the_budget(tmp_path, monkeypatch):
+    """Two epochs done of at most 4 + 3 (stage 2), at 100 s an epoch: stage 1 ends in 200 s unless a better
+    epoch comes, and the budget ends in 500 s."""
+    from advbench.training import state
+    from advbench.training.state import progress_table
+
+    _killed_task(tmp_path, stop_at=2)
+    read = state.read_document
+
+    def at_100_s_an_epoch(path):
+        doc = read(path)
+        return doc | {"curves": [row | {"seconds": 100.0} for row in doc["curves"]]}
+
+    monkeypatch.setattr(state, "read_document", at_100_s_an_epoch)
+    (row,) = progress_table(tmp_path).to_dict("records")
+    assert (row["s/epoch"], row["stage 1 stops at"], row["epoch"]) == (100.0, 4, 2)
+    assert (row["stage 1 ends in"], row["at most to go"]) == ("0:03:20", "0:08:20")
+
+
 def test_progress_lists_the_tasks_a_config_plans_that_have_no_state(tmp_path, capsys):
     from advbench.cli import main
     from advbench.training.state import progress_table
