@@ -250,75 +250,109 @@ def training_cost(curves: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A results table's mean and sd over seeds of ``values`` per ``keys``, in % (but ``as_is``, or every
+    value when ``percent`` is false), with its caption."""
+
+    source: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+    caption: str
+    as_is: tuple[str, ...] = ()
+    percent: bool = True
+
+    def table(self, sources: dict[str, pd.DataFrame]) -> Table:
+        data = mean_sd(sources[self.source], list(self.keys), list(self.values))
+        return Table(_percent(data, skip=self.as_is) if self.percent else data, self.caption)
+
+
+#: the per-experiment tables that are a mean over seeds and nothing else, in the report's order;
+#: ``best_epochs`` is :func:`best_epochs` of the curves
+SUMMARIES = {
+    "transfer_summary": Summary(
+        "transfer",
+        ("source_model", "source_regime", "target_model", "target_regime", "attack", "eps", "clipped"),
+        ("error", "mean_conf_wrong"),
+        "Transfer: the source's adversarial examples on the target (%).",
+    ),
+    "agreement_summary": Summary(
+        "agreement",
+        ("reference", "observer", "condition", "eps"),
+        ("rate",),
+        "Cross-model agreement on the reference's FGSM examples (%).",
+    ),
+    "ensemble_summary": Summary(
+        "ensemble",
+        ("run", "members", "attacked", "eps"),
+        ("error", "mean_conf_wrong"),
+        "FGSM on an ensemble vs on one member, scored on the ensemble (%).",
+    ),
+    "rubbish_summary": Summary(
+        "rubbish",
+        ("dataset", "model", "regime", "threshold"),
+        ("error", "mean_conf"),
+        "Rubbish-class inputs N(0, I): error = some class with p > threshold (%).",
+    ),
+    "rubbish_classes": Summary(
+        "rubbish_classes",
+        ("dataset", "model", "regime", "class"),
+        ("share",),
+        "Classes of the confident rubbish predictions (%).",
+    ),
+    "rotation_summary": Summary(
+        "rotation",
+        ("dataset", "model", "regime", "angle"),
+        ("error", "mean_conf_wrong", "random_error", "fgsm_error", "mean_l2", "fgsm_mean_eps"),
+        "Test images rotated by an angle (degrees) toward a higher loss, in a random direction, and "
+        "FGSM of the same L2 size (mean_l2; fgsm_mean_eps its L-inf size): error, confidence (%).",
+        as_is=("mean_l2", "fgsm_mean_eps"),
+    ),
+    "saliency_summary": Summary(
+        "saliency",
+        ("dataset", "model", "regime", "n", "samples", "noise"),
+        ("gradient_alignment", "smoothgrad_alignment", "gradient_smoothgrad_cosine"),
+        "What the models look at: the mean cosine between each test input and its sensitivity map "
+        "(the gradient of log p_y, and SmoothGrad's average of it over noisy copies), and between "
+        "the two maps (cosines, not %); n inputs, samples noisy copies of noise x the input's range.",
+        percent=False,
+    ),
+    "training_summary": Summary(
+        "best_epochs",
+        ("model", "regime"),
+        ("epoch", "train_error", "val_error", "val_adv_error"),
+        "Selected epoch (stage 1) and its training / validation errors (%).",
+        as_is=("epoch",),
+    ),
+}
+
+
+def best_epochs(curves: pd.DataFrame) -> pd.DataFrame:
+    """Every task's selected stage-1 epoch: the last row marked best."""
+    best = curves[curves["is_best"] & (curves["stage"] == 1)]
+    return best.groupby(["model", "regime", "seed"]).tail(1)
+
+
 def experiment_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Table]:
     """The per-experiment tables (values in %): name -> table."""
-    transfer = mean_sd(
-        tables["transfer"],
-        ["source_model", "source_regime", "target_model", "target_regime", "attack", "eps", "clipped"],
-        ["error", "mean_conf_wrong"],
-    )
-    agreement = mean_sd(tables["agreement"], ["reference", "observer", "condition", "eps"], ["rate"])
-    ensemble = mean_sd(
-        tables["ensemble"], ["run", "members", "attacked", "eps"], ["error", "mean_conf_wrong"]
-    )
-    rubbish = mean_sd(tables["rubbish"], ["dataset", "model", "regime", "threshold"], ["error", "mean_conf"])
-    skew = mean_sd(tables["rubbish_classes"], ["dataset", "model", "regime", "class"], ["share"])
-    rotation = mean_sd(
-        tables["rotation"],
-        ["dataset", "model", "regime", "angle"],
-        ["error", "mean_conf_wrong", "random_error", "fgsm_error", "mean_l2", "fgsm_mean_eps"],
-    )
-    saliency = mean_sd(
-        tables["saliency"],
-        ["dataset", "model", "regime", "n", "samples", "noise"],
-        ["gradient_alignment", "smoothgrad_alignment", "gradient_smoothgrad_cosine"],
-    )
-    curves = tables["curves"]
-    best = curves[curves["is_best"] & (curves["stage"] == 1)].groupby(["model", "regime", "seed"]).tail(1)
-    training = mean_sd(best, ["model", "regime"], ["epoch", "train_error", "val_error", "val_adv_error"])
+    attack, curves = tables["attack"], tables["curves"]
+    sources = {**tables, "best_epochs": best_epochs(curves)}
     return {
         "attack_summary": Table(
-            attack_summary(tables["attack"]),
+            attack_summary(attack),
             "Attacks on the test set (%): FGSM (the paper's) and the other methods of attack.methods.",
         ),
         "trust_checks": Table(
-            trust_checks(tables["attack"], tables["transfer"]),
+            trust_checks(attack, tables["transfer"]),
             "Can the FGSM error be trusted? Per model at one eps (%), FGSM against multi-step attacks, a "
             "random sign and other models' examples, with input gradients that are zero or not finite.",
         ),
         "label_leaking": Table(
-            label_leaking(tables["attack"]),
+            label_leaking(attack),
             "Label leaking: the neighbouring eps where the FGSM error (mean over seeds, %) falls most; "
             f"flagged when it falls by more than {100 * LEAK_FALL:g} points.",
         ),
-        "transfer_summary": Table(
-            _percent(transfer), "Transfer: the source's adversarial examples on the target (%)."
-        ),
-        "agreement_summary": Table(
-            _percent(agreement), "Cross-model agreement on the reference's FGSM examples (%)."
-        ),
-        "ensemble_summary": Table(
-            _percent(ensemble), "FGSM on an ensemble vs on one member, scored on the ensemble (%)."
-        ),
-        "rubbish_summary": Table(
-            _percent(rubbish), "Rubbish-class inputs N(0, I): error = some class with p > threshold (%)."
-        ),
-        "rubbish_classes": Table(_percent(skew), "Classes of the confident rubbish predictions (%)."),
-        "rotation_summary": Table(
-            _percent(rotation, skip=["mean_l2", "fgsm_mean_eps"]),
-            "Test images rotated by an angle (degrees) toward a higher loss, in a random direction, and "
-            "FGSM of the same L2 size (mean_l2; fgsm_mean_eps its L-inf size): error, confidence (%).",
-        ),
-        "saliency_summary": Table(
-            saliency,
-            "What the models look at: the mean cosine between each test input and its sensitivity map "
-            "(the gradient of log p_y, and SmoothGrad's average of it over noisy copies), and between "
-            "the two maps (cosines, not %); n inputs, samples noisy copies of noise x the input's range.",
-        ),
-        "training_summary": Table(
-            _percent(training, skip=["epoch"]),
-            "Selected epoch (stage 1) and its training / validation errors (%).",
-        ),
+        **{name: summary.table(sources) for name, summary in SUMMARIES.items()},
         "catastrophic_overfitting": Table(
             catastrophic_overfitting(curves),
             "Catastrophic overfitting (Wong et al. 2020), per run with train.monitor_pgd: the tasks whose "
