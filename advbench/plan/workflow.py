@@ -27,7 +27,7 @@ from advbench.config.runs import (
 )
 from advbench.config.specs import regime_spec, spec_to_json
 from advbench.data.registry import dataset_info
-from advbench.priorities import train_priorities
+from advbench.plan.priorities import train_priorities
 from advbench.report.layout import FIGURES_DIR, PANELS_DIR, RECORDS_DIR, TABLES_DIR
 
 _RUN = "dataset={dataset}/model={model}/regime={regime}"
@@ -116,7 +116,7 @@ class Plan:
 
     @cached_property
     def train_priority(self) -> dict[str, int]:
-        """Snakemake priority of each run's training job: longest first (:mod:`advbench.priorities`)."""
+        """Snakemake priority of each run's training job: longest first (:mod:`advbench.plan.priorities`)."""
         return train_priorities(self.config)
 
     def priority(self, model: str, regime: str) -> int:

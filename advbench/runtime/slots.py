@@ -5,7 +5,7 @@ CPUs by lease requests, whichever job asked first. When the workflow's jobs run 
 process (the default profile), two training jobs that start together would interleave their seeds, and the
 most expensive job's last seed could run alone at the end while the other cores wait. So each job submits a
 task only when this process holds a free slot (one per task that fits the cluster's CPUs and GPUs) and no job
-of a higher Snakemake priority (``advbench.priorities``: longest first) still has tasks to submit.
+of a higher Snakemake priority (``advbench.plan.priorities``: longest first) still has tasks to submit.
 
 Jobs that Snakemake starts together reach the slots a fraction of a second apart (each loads its data and
 joins Ray first), so the first to arrive would take every free slot before a higher one had registered: no

@@ -17,7 +17,7 @@ from advbench.config.specs import model_spec, regime_spec
 from advbench.evaluation.scores import fgsm_scores
 from advbench.models.architectures import build
 from advbench.models.heads import probabilities, train_loss
-from advbench.priorities import train_cost, train_priorities
+from advbench.plan.priorities import train_cost, train_priorities
 from advbench.training.loop import noise, objective
 
 EPS, CLIPS = [0.0, 0.1, 0.25], [False, True]
@@ -155,7 +155,7 @@ def test_lenet_macs_count_its_layers():
 
     from advbench.config.specs import model_spec
     from advbench.models.architectures import build
-    from advbench.priorities import IMAGE_MODEL_MACS, forward_macs
+    from advbench.plan.priorities import IMAGE_MODEL_MACS, forward_macs
 
     spec = model_spec("lenet", {"arch": "lenet"})
     model, x, counted = build(spec), torch.zeros(1, 1, 28, 28), 0

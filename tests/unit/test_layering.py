@@ -16,7 +16,6 @@ ORDER = [
     "data",
     "config",
     "models",
-    "priorities",
     "attacks",
     "evaluation",
     "training",

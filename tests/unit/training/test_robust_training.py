@@ -17,7 +17,7 @@ from advbench.config.loading import load_config
 from advbench.config.specs import TrainSpec, model_spec, regime_spec
 from advbench.config.validation import validate_config
 from advbench.models.architectures import build
-from advbench.priorities import passes
+from advbench.plan.priorities import passes
 from advbench.report import charts
 from advbench.report.overfitting import catastrophic_overfitting, overfitting_epoch
 from advbench.training.loop import Tensors, epoch_metrics, objective, random_start_examples, train_model
