@@ -157,6 +157,12 @@ def model_record(
 def model_card(record: dict[str, Any]) -> str:
     """A Hugging Face model card: ``model-index`` metadata (clean accuracy and every attack at the
     record's eps) above a Markdown summary of the record."""
+    meta = yaml.safe_dump(_card_metadata(record), sort_keys=False)
+    return "---\n" + meta + "---\n\n" + "\n".join(_card_body(record))
+
+
+def _card_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``model-index``: clean accuracy and each attack's at the record's eps and clipping."""
     cells = [
         r
         for r in record["results"]
@@ -170,33 +176,27 @@ def model_card(record: dict[str, Any]) -> str:
         }
         for r in cells
     ]
-    meta = {
+    result = {
+        "task": {"type": "image-classification", "name": "Image Classification"},
+        "dataset": {"type": record["dataset"], "name": record["dataset"].upper(), "split": "test"},
+        "metrics": metrics,
+        "source": {"name": "advbench"},
+    }
+    return {
         "library_name": "pytorch",
         "tags": ["adversarial-robustness", "advbench", record["threat_model"]],
         "datasets": [record["dataset"]],
-        "model-index": [
-            {
-                "name": f"advbench-{record['dataset']}-{record['name']}",
-                "results": [
-                    {
-                        "task": {"type": "image-classification", "name": "Image Classification"},
-                        "dataset": {
-                            "type": record["dataset"],
-                            "name": record["dataset"].upper(),
-                            "split": "test",
-                        },
-                        "metrics": metrics,
-                        "source": {"name": "advbench"},
-                    }
-                ],
-            }
-        ],
+        "model-index": [{"name": f"advbench-{record['dataset']}-{record['name']}", "results": [result]}],
     }
+
+
+def _card_body(record: dict[str, Any]) -> list[str]:
+    """The card's Markdown lines: the model, its accuracies, every attack cell, and what made them."""
     rows = [
         f"| {r['attack']} | {r['eps']:g} | {'yes' if r['clipped'] else 'no'} | {_cell(r)} | {r['n_seeds']} |"
         for r in record["results"]
     ]
-    body = [
+    return [
         f"# {record['name']} ({record['dataset']})",
         "",
         f"{record['architecture']}, {record['parameters']} parameters, regime `{record['regime']['name']}` "
@@ -212,7 +212,6 @@ def model_card(record: dict[str, Any]) -> str:
         _made_by(record["provenance"].get("attack", {})),
         "",
     ]
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + "\n".join(body)
 
 
 def _made_by(meta: dict[str, Any]) -> str:
