@@ -3,7 +3,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The workflow's own settings, found next to this file: a run may work in a folder of its own (--directory)
+# and give its changes as --configfile.
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -458,7 +458,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def _progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "workdir", type=Path, nargs="?", default=Path("."), help="a workflow's folder (default: .)"
+        "workdir",
+        type=Path,
+        nargs="?",
+        default=Path("."),
+        help="a workflow's folder, or a run's (snakemake --directory), from its checkout (default: .)",
     )
     p.add_argument(
         "--configfile",
@@ -530,12 +534,17 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def _planned_checkpoints(workdir: Path, configfiles: list[Path]) -> list[str]:
-    """The checkpoints the workflow in ``workdir`` trains with these ``--configfile`` overlays."""
+    """The checkpoints the workflow run in ``workdir`` trains with these ``--configfile`` overlays, read
+    where snakemake read them: in ``workdir`` when it holds the workflow's ``config.yaml``, else in the
+    current folder (the checkout that ran ``snakemake --directory <workdir>``)."""
     from advbench.config.loading import load_config
     from advbench.config.validation import validate_config
     from advbench.plan import Plan
 
-    paths = [workdir / "config.yaml", *(workdir / f for f in configfiles)]
+    root = workdir if (workdir / "config.yaml").exists() else Path.cwd()
+    if not (root / "config.yaml").exists():
+        raise OSError(f"{workdir}: no config.yaml here or in {root}: run this from the workflow's checkout")
+    paths = [root / "config.yaml", *(root / f for f in configfiles)]
     return Plan(validate_config(load_config(*paths))).trained_checkpoints()
 
 

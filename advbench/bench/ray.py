@@ -88,7 +88,7 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
         # what each task pays: under the default profile every job drives the run's one Ray from a thread
         # of the Snakemake process, so its workers stay warm from job to job
         {**keys, "metric": "overhead_share_of_default_task", "value": warm / default_task_s, "unit": "1"},
-        # paid once per worker and run (before: once per worker and job, each job being its own Ray job)
+        # paid once per worker and run: the jobs of a run share its Ray, so a worker imports torch once
         {
             **keys,
             "metric": "cold_start_share_of_default_task",

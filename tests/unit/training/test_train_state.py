@@ -266,3 +266,26 @@ def test_progress_lists_the_tasks_a_config_plans_that_have_no_state(tmp_path, ca
     assert table["seed"].tolist() == ["0", "1", "2"]
     assert table["status"].tolist() == ["under way", "not started", "written"]
     assert main(["progress", str(tmp_path), "--configfile", "missing.yaml"]) == 2
+
+
+def test_progress_of_a_run_folder_reads_the_presets_in_the_checkout_that_ran_it(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    """``snakemake --directory <run>`` from a checkout: the run folder has no config.yaml, the checkout
+    (the current folder) has it and the presets."""
+    from advbench.cli import main
+
+    run, checkout = tmp_path / "run", tmp_path / "checkout"
+    _killed_task(run, stop_at=1)
+    checkout.mkdir()
+    (checkout / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    overlay = {"seeds": [0, 1], "runs": [{"model": "maxout", "regime": "clean"}]}
+    overlay |= {"transfer": {"pairs": [], "matrix": []}, "report": {"examples": [], "weights": []}}
+    overlay |= dict.fromkeys(("agreement", "sweep", "ensemble", "rubbish", "rotation", "saliency"))
+    (checkout / "run.yaml").write_text(json.dumps(overlay))
+    monkeypatch.chdir(tmp_path)
+    assert main(["progress", str(run), "--configfile", "run.yaml"]) == 2  # no config.yaml in either
+    assert "run this from the workflow's checkout" in caplog.text
+    monkeypatch.chdir(checkout)
+    assert main(["progress", str(run), "--configfile", "run.yaml"]) == 0
+    assert "1 under way, 1 not started of 2 tasks" in capsys.readouterr().out
