@@ -541,9 +541,11 @@ def _planned_checkpoints(workdir: Path, configfiles: list[Path]) -> list[str]:
     from advbench.config.validation import validate_config
     from advbench.plan import Plan
 
-    root = workdir if (workdir / "config.yaml").exists() else Path.cwd()
-    if not (root / "config.yaml").exists():
-        raise OSError(f"{workdir}: no config.yaml here or in {root}: run this from the workflow's checkout")
+    root = next((d for d in (workdir, Path.cwd()) if (d / "config.yaml").exists()), None)
+    if root is None:
+        raise OSError(
+            f"{workdir}: no config.yaml here or in {Path.cwd()}: run this from the workflow's checkout"
+        )
     paths = [root / "config.yaml", *(root / f for f in configfiles)]
     return Plan(validate_config(load_config(*paths))).trained_checkpoints()
 

@@ -25,9 +25,13 @@ def _snakemake(run: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
+def _checkout_results() -> set[Path]:
+    return set((REPO / "results").rglob("*"))  # empty when the checkout has no results/
+
+
 def test_a_run_in_a_folder_of_its_own_keeps_every_output_there(tmp_path, mnist_dir):
     run = tmp_path / "run"
-    before = {p for p in (REPO / "results").rglob("*")} if (REPO / "results").exists() else set()
+    before = _checkout_results()
     proc = _snakemake(run)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the workflow's config.yaml came from the checkout, the preset over it, and every output went to the run
@@ -36,8 +40,7 @@ def test_a_run_in_a_folder_of_its_own_keeps_every_output_there(tmp_path, mnist_d
     assert (table["n_seeds"] > 0).any()
     assert any((run / "results/models").rglob("*.safetensors"))
     assert any((run / "logs/train").rglob("*.log"))
-    after = {p for p in (REPO / "results").rglob("*")} if (REPO / "results").exists() else set()
-    assert after == before
+    assert _checkout_results() == before
     # the same command finds the finished run in its folder
     proc = _snakemake(run, "-n")
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
