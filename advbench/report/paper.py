@@ -4,6 +4,12 @@ Every reproduced value carries a 95% interval that combines the seeds' spread (S
 with the test set's own sampling error for rates of examples (binomial: 0.94% of 10,000 test images is
 94 +- 19 mistakes at 95%, and that error does not shrink with more seeds, since every seed is scored on the
 same test set). The tolerances decide the verdict; the interval says when a miss lies within the noise.
+
+A comparison the paper draws (``direction``: this row below or above another) is judged on the 95% interval
+of the difference of the two means over seeds (Welch): it ``holds`` or ``fails`` where the whole interval
+lies on one side, and holds or fails ``within noise`` where the interval reaches the other. The test set's
+sampling error stays out of that interval: both rows are scored on the same test images, so it is paired
+there and largely cancels, and what is left of it would need the per-image predictions.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ COLUMNS = [
     "n_seeds",
     "verdict",
     "within_noise",
+    "direction",
     "note",
 ]
 # columns that are a fraction of the row's ``n`` examples (their test-set sampling error is binomial)
@@ -162,6 +169,39 @@ def verdict(figure: Figure, mean: float, means: dict[str, float], n_seeds: int) 
     return "differs"
 
 
+def difference_interval(values: pd.Series, other: pd.Series) -> tuple[float, float]:
+    """A 95% Welch interval of ``mean(values) - mean(other)`` over seeds (NaN where a side has fewer than
+    two seeds: its spread is unknown)."""
+    a, b = values.dropna(), other.dropna()
+    if len(a) < 2 or len(b) < 2:
+        return float("nan"), float("nan")
+    difference = float(a.mean() - b.mean())
+    va, vb = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
+    if va + vb == 0:
+        return difference, difference
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof)) * (va + vb) ** 0.5
+    return difference - half, difference + half
+
+
+def direction(figure: Figure, values: dict[str, pd.Series]) -> str | None:
+    """Whether the comparison the paper draws holds: ``holds`` or ``fails`` where the 95% interval of the
+    difference lies wholly on one side, ``... within noise`` where it reaches the other, ``... (no
+    interval)`` with one seed on a side; None without a comparison or a value on both sides."""
+    if not figure.direction or figure.figure:
+        return None
+    mine, other = values[figure.key].dropna(), values.get(figure.direction["than"], pd.Series(dtype=float))
+    if mine.empty or other.dropna().empty:
+        return None
+    relation = RELATIONS[figure.direction["relation"]]
+    outcome = "holds" if relation(float(mine.mean()), float(other.dropna().mean())) else "fails"
+    low, high = difference_interval(mine, other)
+    if pd.isna(low):
+        return f"{outcome} (no interval)"
+    on_side = relation(low, 0.0) + relation(high, 0.0)  # ends of the interval on the paper's side
+    return outcome if on_side == (2 if outcome == "holds" else 0) else f"{outcome} within noise"
+
+
 def figure_runs(figure: Figure) -> list[str]:
     """The trained runs (``model-regime``) whose results the figure selects."""
     sel = figure.select or {}
@@ -198,7 +238,8 @@ def comparison(
     run_notes: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per figure: paper value, our mean, sd and 95% interval over seeds, the number of seeds,
-    the verdict, whether a miss lies within the noise, and a note (``run_notes``: run id -> how it was
+    the verdict, whether a miss lies within the noise, whether the comparison the paper draws holds
+    (:func:`direction`), and a note (``run_notes``: run id -> how it was
     trained, where that is not the paper's schedule).
 
     Rows with a ``figure`` point to the figure that shows the result; they report a mean only when their
@@ -228,6 +269,7 @@ def comparison(
                 "n_seeds": len(seeds),
                 "verdict": verdict_,
                 "within_noise": within_noise(f, verdict_, low, high),
+                "direction": direction(f, values),
                 "note": note(f, run_notes),
             }
         )

@@ -478,7 +478,8 @@ def make_report(
         out_dir / "paper_comparison",
         "Paper vs reproduced (values in %; reproduced: mean ± sd over n seeds, with a 95% interval over "
         "seeds and the test set's sampling error; within_noise: a miss whose interval reaches the "
-        "tolerance).",
+        "tolerance; direction: the comparison the paper draws, judged on the 95% interval of the "
+        "difference over seeds).",
         md_raw=True,  # the Markdown keeps the CSV's column names (docs quote it)
     )
     for name, table in experiment_tables(tables).items():

@@ -152,3 +152,52 @@ def test_an_external_reference_is_marked_as_such_and_kept_off_the_papers_points(
     assert reference_points("error")[("lenet", "clean", 0.3)] == pytest.approx(0.913)
     assert ("maxout", "clean", 0.25) in paper_points("error")
     assert ("maxout", "clean", 0.25) not in reference_points("error")
+
+
+def test_a_comparison_is_judged_on_the_interval_of_the_difference_over_seeds():
+    sel = {"table": "attack", "model": "m", "eps": 0.25, "clipped": False, "column": "error"}
+
+    def fig(key: str, regime: str, relation: str | None = None) -> Figure:
+        return Figure(key, "X", "exp", "error", None, 0.0, {**sel, "regime": regime},
+                      {"relation": relation, "than": "base"} if relation else None)  # fmt: skip
+
+    figs = [
+        fig("base", "base"),
+        fig("clear", "clear", "<"),
+        fig("close", "close", "<"),
+        fig("reversed_close", "reversed_close", "<"),
+        fig("reversed", "reversed", "<"),
+        fig("one_seed", "one_seed", "<"),
+    ]
+    seeds = {
+        "base": [0.50, 0.52, 0.48],
+        "clear": [0.20, 0.22, 0.18],
+        "close": [0.49, 0.52, 0.47],
+        "reversed_close": [0.51, 0.53, 0.48],
+        "reversed": [0.80, 0.82, 0.78],
+        "one_seed": [0.10],
+    }
+    attack = _attack({(r, s): v for r, vs in seeds.items() for s, v in enumerate(vs)})
+    table = comparison({"attack": attack}, figs).set_index(pd.Index([f.key for f in figs]))
+    assert pd.isna(table.loc["base", "direction"])
+    assert table.loc["clear", "direction"] == "holds"
+    assert table.loc["close", "direction"] == "holds within noise"
+    assert table.loc["reversed_close", "direction"] == "fails within noise"
+    assert table.loc["reversed", "direction"] == "fails"
+    assert table.loc["one_seed", "direction"] == "holds (no interval)"
+    # the verdict still rests on the means alone
+    assert table.loc["close", "verdict"] == "direction holds"
+    assert table.loc["reversed_close", "verdict"] == "differs"
+
+
+def test_the_difference_interval_is_welchs():
+    from scipy import stats
+
+    from advbench.report.paper import difference_interval
+
+    a, b = pd.Series([1.0, 2.0, 3.0, 4.0]), pd.Series([0.0, 0.5, 1.0])
+    low, high = difference_interval(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert abs(low - welch.low) < 1e-12 and abs(high - welch.high) < 1e-12
+    assert difference_interval(pd.Series([2.0, 2.0]), pd.Series([1.0, 1.0])) == (1.0, 1.0)
+    assert all(pd.isna(v) for v in difference_interval(pd.Series([1.0]), b))
