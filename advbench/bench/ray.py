@@ -2,8 +2,7 @@
 call in-process, and the speed-up of two concurrent workers over one.
 
 The Ray instance is the one a job would get (:func:`advbench.runtime.ray.ray_session`: a cluster or shared
-head
-when one is configured, else a private loopback-only instance), started once; start-up is reported apart.
+head when one is configured, else a private loopback-only instance), started once; start-up is reported apart.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -41,9 +40,22 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_cpus: int = 2) -> list[dict]:
-    """Ray's per-task overhead, absolute and as a share of ``default_task_s`` (one default training task),
-    and the speed-up of ``num_cpus`` concurrent training tasks over running them one after another."""
+@dataclass(frozen=True)
+class RayTimings:
+    """Seconds measured through one Ray instance (medians where repeated)."""
+
+    startup: float  # starting or connecting to Ray
+    noop: float  # one no-op task's round trip
+    cold: float  # the first training task: its worker imports torch and advbench
+    local: float  # the same training task called in-process
+    warm_overhead: float  # a training task through a warm worker, less the in-process call
+    serial: float  # ``num_cpus`` training tasks one after another
+    parallel: float  # ``num_cpus`` training tasks at once
+
+
+def time_ray(data: dict, spec: ModelSpec, reps: int, num_cpus: int) -> RayTimings:
+    """Time one clean training task of ``spec`` through Ray and in-process, and ``num_cpus`` of them at
+    once."""
     import ray
 
     regime = RegimeSpec(name="clean", kind=RegimeKind.CLEAN)
@@ -75,25 +87,35 @@ def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_
             via_ray(num_cpus)  # warm every worker
             serial = median([_timed(one_after_another) for _ in range(reps)])
             parallel = median([_timed(lambda: via_ray(num_cpus)) for _ in range(reps)])
-    warm = median([r - loc for r, loc in pairs])
-    local_s = median([loc for _, loc in pairs])
-    keys = {"section": "ray", "model": spec.name}
-    return [
-        {**keys, "metric": "startup_seconds", "value": startup, "unit": "s"},
-        {**keys, "metric": "noop_task_seconds", "value": noop_s, "unit": "s"},
-        {**keys, "metric": "train_task_seconds_local", "value": local_s, "unit": "s"},
-        {**keys, "metric": "task_overhead_seconds_warm", "value": warm, "unit": "s"},
-        {**keys, "metric": "task_overhead_seconds_cold", "value": cold - local_s, "unit": "s"},
-        {**keys, "metric": "default_train_task_seconds", "value": default_task_s, "unit": "s"},
+    return RayTimings(
+        startup=startup,
+        noop=noop_s,
+        cold=cold,
+        local=median([loc for _, loc in pairs]),
+        warm_overhead=median([r - loc for r, loc in pairs]),
+        serial=serial,
+        parallel=parallel,
+    )
+
+
+def ray_rows(data: dict, spec: ModelSpec, reps: int, default_task_s: float, num_cpus: int = 2) -> list[dict]:
+    """Ray's per-task overhead, absolute and as a share of ``default_task_s`` (one default training task),
+    and the speed-up of ``num_cpus`` concurrent training tasks over running them one after another."""
+    t = time_ray(data, spec, reps, num_cpus)
+    cold_overhead = t.cold - t.local
+    metrics = [
+        ("startup_seconds", t.startup, "s"),
+        ("noop_task_seconds", t.noop, "s"),
+        ("train_task_seconds_local", t.local, "s"),
+        ("task_overhead_seconds_warm", t.warm_overhead, "s"),
+        ("task_overhead_seconds_cold", cold_overhead, "s"),
+        ("default_train_task_seconds", default_task_s, "s"),
         # what each task pays: under the default profile every job drives the run's one Ray from a thread
         # of the Snakemake process, so its workers stay warm from job to job
-        {**keys, "metric": "overhead_share_of_default_task", "value": warm / default_task_s, "unit": "1"},
+        ("overhead_share_of_default_task", t.warm_overhead / default_task_s, "1"),
         # paid once per worker and run: the jobs of a run share its Ray, so a worker imports torch once
-        {
-            **keys,
-            "metric": "cold_start_share_of_default_task",
-            "value": (cold - local_s) / default_task_s,
-            "unit": "1",
-        },
-        {**keys, "metric": f"speedup_{num_cpus}_workers_over_1", "value": serial / parallel, "unit": "x"},
+        ("cold_start_share_of_default_task", cold_overhead / default_task_s, "1"),
+        (f"speedup_{num_cpus}_workers_over_1", t.serial / t.parallel, "x"),
     ]
+    keys = {"section": "ray", "model": spec.name}
+    return [{**keys, "metric": m, "value": v, "unit": u} for m, v, u in metrics]
