@@ -3,9 +3,8 @@
 tfds's stock ``mnist`` and ``cifar10`` builders need TensorFlow to build, and store tfrecord files by
 default, which only TensorFlow reads. advbench therefore has its own builder for every dataset of its
 registry (``advbench_<name>``, made from the :class:`~advbench.data.registry.DatasetInfo` entry alone): it
-reads the
-local folder as tfds's ``manual_dir`` with advbench's verified readers (the same md5/sha256 checks as
-``source: local``) and writes ``array_record`` files in the original order (``disable_shuffling``). Without
+reads the local folder as tfds's ``manual_dir`` with advbench's verified readers (the same md5/sha256 checks
+as ``source: local``) and writes ``array_record`` files in the original order (``disable_shuffling``). Without
 local files, tfds's stock builder is used (with internet; TensorFlow is needed for that one build step,
 ``pip install tensorflow-cpu``), also into ``array_record``.
 
@@ -77,6 +76,44 @@ def from_hwc(x: np.ndarray, info: DatasetInfo) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def _builder_info(self: Any) -> Any:
+    """The builder's ``_info``: features ``image``, ``label`` and (unless a stock-like copy) ``id``."""
+    tfds, info = _tfds(), self.advbench_dataset
+    c, h, w = info.shape
+    features = {
+        "image": tfds.features.Tensor(shape=(h, w, c), dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=list(info.classes)),
+    }
+    if self.advbench_ids:
+        features["id"] = tfds.features.Text()
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=own_description(info),
+        features=tfds.features.FeaturesDict(features),
+        supervised_keys=("image", "label"),
+        disable_shuffling=not self.advbench_shuffled,
+    )
+
+
+def _split_generators(self: Any, dl_manager: Any) -> dict[str, Any]:
+    """Both splits from the verified local files in tfds's ``manual_dir``."""
+    info = self.advbench_dataset
+    x_train, y_train, x_test, y_test = read_local(info, Path(dl_manager.manual_dir))
+    return {
+        "train": self._generate_examples("train", hwc(x_train, info), y_train),
+        "test": self._generate_examples("test", hwc(x_test, info), y_test),
+    }
+
+
+def _generate_examples(self: Any, split: str, x: np.ndarray, y: np.ndarray) -> Any:
+    """Examples keyed by their index, as tfds's stock builders key theirs."""
+    for i in range(len(x)):
+        example = {"image": x[i], "label": int(y[i])}
+        if self.advbench_ids:
+            example["id"] = f"{split}_{i:05d}"
+        yield i, example
+
+
 def builder_class(
     info: DatasetInfo,
     *,
@@ -90,43 +127,15 @@ def builder_class(
     ``shuffled`` and ``ids`` only change it into a copy of a stock builder's output (the tests build
     stock-like datasets offline with them: shuffled, without ``id`` for MNIST)."""
     tfds = _tfds()
-    c, h, w = info.shape
-
-    def _info(self: Any) -> Any:
-        features = {
-            "image": tfds.features.Tensor(shape=(h, w, c), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=list(info.classes)),
-        }
-        if ids:
-            features["id"] = tfds.features.Text()
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=own_description(info),
-            features=tfds.features.FeaturesDict(features),
-            supervised_keys=("image", "label"),
-            disable_shuffling=not shuffled,
-        )
-
-    def _split_generators(self: Any, dl_manager: Any) -> dict[str, Any]:
-        x_train, y_train, x_test, y_test = read_local(info, Path(dl_manager.manual_dir))
-        return {
-            "train": self._generate_examples("train", hwc(x_train, info), y_train),
-            "test": self._generate_examples("test", hwc(x_test, info), y_test),
-        }
-
-    def _generate_examples(self: Any, split: str, x: np.ndarray, y: np.ndarray) -> Any:
-        for i in range(len(x)):
-            example = {"image": x[i], "label": int(y[i])}
-            if ids:
-                example["id"] = f"{split}_{i:05d}"
-            yield i, example
-
     body = {
         "__module__": __name__,  # tfds looks for a builder's files next to its module
         "name": name or own_name(info),
         "VERSION": tfds.core.Version(version),
         "MANUAL_DOWNLOAD_INSTRUCTIONS": f"the folder of {info.name}'s local files: {', '.join(info.files)}",
-        "_info": _info,
+        "advbench_dataset": info,
+        "advbench_shuffled": shuffled,
+        "advbench_ids": ids,
+        "_info": _builder_info,
         "_split_generators": _split_generators,
         "_generate_examples": _generate_examples,
     }
