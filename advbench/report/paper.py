@@ -184,15 +184,15 @@ def difference_interval(values: pd.Series, other: pd.Series) -> tuple[float, flo
     return difference - half, difference + half
 
 
-def direction(figure: Figure, values: dict[str, pd.Series]) -> str | None:
+def direction(figure: Figure, values: dict[str, pd.Series]) -> str:
     """Whether the comparison the paper draws holds: ``holds`` or ``fails`` where the 95% interval of the
     difference lies wholly on one side, ``... within noise`` where it reaches the other, ``... (no
-    interval)`` with one seed on a side; None without a comparison or a value on both sides."""
+    interval)`` with one seed on a side; empty without a comparison or a value on both sides."""
     if not figure.direction or figure.figure:
-        return None
+        return ""
     mine, other = values[figure.key].dropna(), values.get(figure.direction["than"], pd.Series(dtype=float))
     if mine.empty or other.dropna().empty:
-        return None
+        return ""
     relation = RELATIONS[figure.direction["relation"]]
     outcome = "holds" if relation(float(mine.mean()), float(other.dropna().mean())) else "fails"
     low, high = difference_interval(mine, other)
