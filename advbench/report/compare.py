@@ -2,8 +2,10 @@
 
 Reads each run's ``results/tables/paper_comparison.csv`` (one row per reproduced measurement: mean and
 standard deviation over seeds) and, per row, the difference of the means in standard errors
-(``z = |b - a| / sqrt(sd_a^2 / n_a + sd_b^2 / n_b)``) and whether the verdicts agree. Rows neither run
-measured are left out; rows whose spreads are both zero get ``z`` 0 when the means are equal, else inf.
+(``z = |b - a| / sqrt(sd_a^2 / n_a + sd_b^2 / n_b)``), whether the verdicts agree, and each run's judgement
+of the comparison the paper draws (``direction``: holds or fails, beyond or within the seeds' noise; empty
+for a row without one, or a table written before the column existed). Rows neither run measured are left
+out; rows whose spreads are both zero get ``z`` 0 when the means are equal, else inf.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def load(run: Path) -> pd.DataFrame:
     missing = {*KEYS, "reproduced_mean", "reproduced_std", "n_seeds", "verdict"} - set(table.columns)
     if missing:
         raise CompareError(f"{path}: columns {sorted(missing)} missing; is it a paper_comparison.csv?")
-    return table.dropna(subset=["reproduced_mean"])
+    if "direction" not in table:
+        table["direction"] = ""
+    return table.dropna(subset=["reproduced_mean"]).fillna({"direction": ""})
 
 
 def _z(row: pd.Series) -> float:
@@ -44,8 +48,9 @@ def _z(row: pd.Series) -> float:
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """One row per measurement both runs made: both means, ``z`` and both verdicts."""
+    """One row per measurement both runs made: both means, ``z``, both verdicts and both directions."""
     cols = {"reproduced_mean": "mean", "reproduced_std": "sd", "n_seeds": "n", "verdict": "verdict"}
+    cols |= {"direction": "direction"}
     both = pd.merge(
         a[[*KEYS, *cols]].rename(columns={k: f"{v}_a" for k, v in cols.items()}),
         b[[*KEYS, *cols]].rename(columns={k: f"{v}_b" for k, v in cols.items()}),
@@ -53,7 +58,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     )
     both["z"] = both.apply(_z, axis=1)
     both["same_verdict"] = both["verdict_a"] == both["verdict_b"]
-    return both[[*KEYS, "mean_a", "mean_b", "z", "verdict_a", "verdict_b", "same_verdict"]]
+    shown = [*KEYS, "mean_a", "mean_b", "z", "verdict_a", "verdict_b", "same_verdict"]
+    return both[[*shown, "direction_a", "direction_b"]]
 
 
 def summary(table: pd.DataFrame) -> str:

@@ -49,3 +49,13 @@ def test_a_run_without_its_table_or_with_another_table_is_named(tmp_path):
     pd.DataFrame({"id": ["F1"], "value": [1.0]}).to_csv(other, index=False)
     with pytest.raises(CompareError, match=r"other.csv: columns \[.*'reproduced_mean'.*\] missing"):
         load(other)
+
+
+def test_each_runs_direction_is_shown_and_an_older_table_without_one_reads_as_empty(tmp_path):
+    a = _run(tmp_path, "a", [("F6", "adv", "clean error", 0.84, 3.19, 0.32, 5, "differs")])
+    b = _run(tmp_path, "b", [("F6", "adv", "clean error", 0.84, 1.26, 0.08, 5, "direction holds")])
+    table_b = pd.read_csv(b / TABLE).assign(direction="holds")
+    table_b.to_csv(b / TABLE, index=False)
+    row = compare(load(a), load(b)).iloc[0]
+    assert row["direction_a"] == "" and row["direction_b"] == "holds"
+    assert not row["same_verdict"]
