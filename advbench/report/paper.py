@@ -162,11 +162,17 @@ def verdict(figure: Figure, mean: float, means: dict[str, float], n_seeds: int) 
         return "matches" if RELATIONS[figure.bound](mean, figure.paper) else "differs"
     if figure.paper is not None and abs(mean - figure.paper) <= figure.tolerance:
         return "matches"
-    if figure.direction:
-        other = means.get(figure.direction["than"], float("nan"))
-        if not pd.isna(other) and RELATIONS[figure.direction["relation"]](mean, other):
-            return "direction holds"
+    if figure.direction and relation_holds(figure, mean, means):
+        return "direction holds"
     return "differs"
+
+
+def relation_holds(figure: Figure, mean: float, means: dict[str, float]) -> bool:
+    """Whether the comparison the paper draws (``figure.direction``) holds between ``mean`` and the other
+    row's mean (False where that row has none)."""
+    assert figure.direction is not None
+    other = means.get(figure.direction["than"], float("nan"))
+    return not pd.isna(other) and RELATIONS[figure.direction["relation"]](mean, other)
 
 
 def difference_interval(values: pd.Series, other: pd.Series) -> tuple[float, float]:
@@ -184,20 +190,21 @@ def difference_interval(values: pd.Series, other: pd.Series) -> tuple[float, flo
     return difference - half, difference + half
 
 
-def direction(figure: Figure, values: dict[str, pd.Series]) -> str:
-    """Whether the comparison the paper draws holds: ``holds`` or ``fails`` where the 95% interval of the
-    difference lies wholly on one side, ``... within noise`` where it reaches the other, ``... (no
-    interval)`` with one seed on a side; empty without a comparison or a value on both sides."""
+def direction(figure: Figure, values: dict[str, pd.Series], means: dict[str, float]) -> str:
+    """Whether the comparison the paper draws holds: ``holds`` or ``fails`` (as the verdict judges the
+    means) where the 95% interval of the difference lies wholly on one side, ``... within noise`` where it
+    reaches the other, ``... (no interval)`` with one seed on a side; empty without a comparison or a value
+    on both sides."""
     if not figure.direction or figure.figure:
         return ""
-    mine, other = values[figure.key].dropna(), values.get(figure.direction["than"], pd.Series(dtype=float))
-    if mine.empty or other.dropna().empty:
+    than = figure.direction["than"]
+    if pd.isna(means[figure.key]) or pd.isna(means.get(than, float("nan"))):
         return ""
-    relation = RELATIONS[figure.direction["relation"]]
-    outcome = "holds" if relation(float(mine.mean()), float(other.dropna().mean())) else "fails"
-    low, high = difference_interval(mine, other)
+    outcome = "holds" if relation_holds(figure, means[figure.key], means) else "fails"
+    low, high = difference_interval(values[figure.key], values[than])
     if pd.isna(low):
         return f"{outcome} (no interval)"
+    relation = RELATIONS[figure.direction["relation"]]
     on_side = relation(low, 0.0) + relation(high, 0.0)  # ends of the interval on the paper's side
     return outcome if on_side == (2 if outcome == "holds" else 0) else f"{outcome} within noise"
 
@@ -269,7 +276,7 @@ def comparison(
                 "n_seeds": len(seeds),
                 "verdict": verdict_,
                 "within_noise": within_noise(f, verdict_, low, high),
-                "direction": direction(f, values),
+                "direction": direction(f, values, means),
                 "note": note(f, run_notes),
             }
         )
