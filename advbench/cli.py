@@ -357,7 +357,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _budgets_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, nargs="+", default=[3, 10, 25, 50, 100], help="stage-1 epoch caps")
+    p.add_argument(
+        "--epochs",
+        type=_budget,
+        nargs="+",
+        default=[3, 10, 25, 50, 100],
+        help="stage-1 epoch caps; `paper`: the paper's whole schedule (presets/paper.yaml's caps)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every budget (default: 0)")
     p.add_argument("--cores", type=int, default=None, help="Snakemake's cores (default: min(CPUs, 4))")
     p.add_argument("--repo", type=Path, default=Path.cwd(), help="the workflow to copy (default: here)")
@@ -365,6 +371,15 @@ def _budgets_args(p: argparse.ArgumentParser) -> None:
         "--workdir", type=Path, default=Path("results/budgets"), help="one run folder per budget, the table"
     )
     p.add_argument("--doc", type=Path, default=None, help="also write the table's Markdown here")
+
+
+def _budget(text: str) -> int | str:
+    from advbench.bench.budgets import parse_budget
+
+    try:
+        return parse_budget(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def cmd_budgets(args: argparse.Namespace) -> None:

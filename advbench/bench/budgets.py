@@ -1,7 +1,7 @@
 """What an epoch budget buys: the headline pair (the 240-unit maxout, naive and adversarially trained, on the
-paper's recipe) trained at several stage-1 epoch caps, each by the workflow itself in a folder of its own,
-and the rows the headline preset reproduces (F2, F6 and the 240-unit adversarially trained model's rows)
-set side by side with each budget's wall time on this machine.
+paper's recipe) trained at several stage-1 epoch caps, and on the paper's whole schedule, each by the
+workflow itself in a folder of its own, and the rows the headline preset reproduces (F2, F6 and the
+240-unit adversarially trained model's rows) set side by side with each budget's wall time on this machine.
 
 Every budget is an ordinary run of README's command with ``presets/headline.yaml`` and an overlay that sets
 the seeds, the stage-1 cap and the runs; a budget whose folder holds a finished run is read, not rerun, and an
@@ -21,7 +21,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from advbench.config.loading import load_config
 from advbench.config.runs import runs_alone
+from advbench.config.specs import TrainSpec
 from advbench.reliability.chaos import copy_workflow, tool_env
 from advbench.report.budgets import ROWS
 from advbench.report.paper import load_figures
@@ -31,14 +33,18 @@ log = logging.getLogger(__name__)
 BASE_PRESET = "presets/headline.yaml"
 RUNS = ("maxout-clean", "maxout-adversarial")
 RECORD = "budget.json"
+PAPER = "paper"  # the budget that is no budget: the paper's schedule
+PAPER_PRESET = "presets/paper.yaml"
+SCHEDULE_ROW, PUBLISHED_ROW = "paper's schedule", "published"  # the table's names of the two paper lines
 
 
 @dataclass(frozen=True)
 class Budget:
-    """One budget: the stage-1 epoch cap of the headline pair, the seeds, the cores Snakemake may use, and
-    presets merged between the headline preset and the budget's overlay (the tests' tiny data)."""
+    """One budget: the stage-1 epoch cap of the headline pair (or ``PAPER``: the paper's schedule), the
+    seeds, the cores Snakemake may use, and presets merged between the headline preset and the budget's
+    overlay (the tests' tiny data)."""
 
-    epochs: int
+    epochs: int | str
     seeds: tuple[int, ...] = (0,)
     cores: int = 2
     presets: tuple[str, ...] = ()
@@ -47,14 +53,34 @@ class Budget:
     def name(self) -> str:
         return f"epochs={self.epochs}"
 
-    def overlay(self) -> dict:
-        """The config merged last: this budget's cap and seeds, the pair alone with its transfer."""
+    def overlay(self, repo: Path) -> dict:
+        """The config merged last: this budget's caps and seeds, the pair alone with its transfer."""
         pairs = [(RUNS[0], RUNS[1]), (RUNS[1], RUNS[0])]
-        return runs_alone(RUNS, self.seeds, {"max_epochs": self.epochs}, pairs)
+        caps = paper_caps(repo) if self.epochs == PAPER else {"max_epochs": self.epochs}
+        return runs_alone(RUNS, self.seeds, caps, pairs)
 
     def command(self) -> list[str]:
         configs = ["--configfile", BASE_PRESET, *self.presets, "budget.yaml"]
         return ["snakemake", "--profile", "workflow/profiles/default", *configs, "--cores", str(self.cores)]
+
+
+def paper_caps(repo: Path) -> dict:
+    """The paper's schedule as caps over the headline's recipe, read from ``presets/paper.yaml``: stage 1
+    until ``patience`` epochs pass without improvement (the headline's 100, the paper's) within its
+    ``max_epochs``, stage 2 until the objectives meet within its ``retrain_max_epochs`` (the schema's
+    default where the preset sets none)."""
+    train = load_config(repo / PAPER_PRESET)["models"]["maxout"]["train"]
+    retrain = train.get("retrain_max_epochs", TrainSpec.retrain_max_epochs)
+    return {"max_epochs": train["max_epochs"], "retrain_max_epochs": retrain}
+
+
+def parse_budget(text: str) -> int | str:
+    """A ``--epochs`` value: a positive stage-1 cap, or ``paper`` for the paper's schedule."""
+    if text == PAPER:
+        return PAPER
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise ValueError(f"--epochs: {text!r} is neither a positive number of epochs nor {PAPER!r}")
 
 
 def run_budget(repo: Path, root: Path, budget: Budget) -> dict:
@@ -64,12 +90,12 @@ def run_budget(repo: Path, root: Path, budget: Budget) -> dict:
     record_path = workdir / RECORD
     if record_path.exists():
         record = json.loads(record_path.read_text())
-        if record["overlay"] == budget.overlay() and record["presets"] == list(budget.presets):
+        if record["overlay"] == budget.overlay(repo) and record["presets"] == list(budget.presets):
             log.info("%s: finished earlier (%.0f s), read from %s", budget.name, record["seconds"], workdir)
             return record
     resumed = (workdir / "results").exists()
     copy_workflow(repo, workdir)
-    (workdir / "budget.yaml").write_text(yaml.safe_dump(budget.overlay(), sort_keys=False))
+    (workdir / "budget.yaml").write_text(yaml.safe_dump(budget.overlay(repo), sort_keys=False))
     log.info("%s: %s in %s", budget.name, " ".join(budget.command()), workdir)
     start = time.perf_counter()
     with open(workdir / "snakemake.log", "ab") as out:
@@ -77,7 +103,7 @@ def run_budget(repo: Path, root: Path, budget: Budget) -> dict:
     seconds = time.perf_counter() - start
     if rc != 0:
         raise RuntimeError(f"{budget.name}: snakemake exited {rc}; see {workdir / 'snakemake.log'}")
-    record = {"overlay": budget.overlay(), "presets": list(budget.presets), "seconds": seconds}
+    record = {"overlay": budget.overlay(repo), "presets": list(budget.presets), "seconds": seconds}
     record["resumed"] = resumed
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -89,7 +115,8 @@ def budget_row(workdir: Path, budget: Budget, record: dict) -> dict:
     comparison = comparison_by_key(tables / "paper_comparison.csv")
     cost = pd.read_csv(tables / "training_cost.csv").set_index(["model", "regime"])
     training = pd.read_csv(tables / "training_summary.csv").set_index(["model", "regime"])
-    row: dict = {"stage1_epochs": budget.epochs, "seeds": len(budget.seeds)}
+    label = SCHEDULE_ROW if budget.epochs == PAPER else budget.epochs
+    row: dict = {"stage1_epochs": label, "seeds": len(budget.seeds)}
     row["snakemake_s"] = round(record["seconds"], 1)
     row["resumed"] = bool(record["resumed"])
     row["training_task_s"] = round(float(cost["task_seconds"].sum()), 1)
@@ -112,7 +139,7 @@ def comparison_by_key(path: Path) -> pd.DataFrame:
 def paper_row() -> dict:
     """The paper's values of the rows (the 240-unit adversarial rows have none: F9-F11 are on 1600 units)."""
     figures = {f.key: f for f in load_figures()}
-    row: dict = {"stage1_epochs": "paper"}
+    row: dict = {"stage1_epochs": PUBLISHED_ROW}
     for key, label in ROWS.items():
         value = figures[key].paper
         row[label] = None if value is None else 100 * value
@@ -142,8 +169,11 @@ The headline preset's 240-unit maxout pair (naive and adversarially trained, on 
 stopping on all 10k validation examples, then stage-2 retraining on 60k for at most 3 epochs) with stage 1
 capped at each budget, one run of the workflow per budget. Values in % (mean over the seeds).
 `snakemake_s` is the run's wall time; `training_task_s` the training tasks' seconds; `five_seeds_training_s`
-the training time five seeds would take on the same cores (task-seconds x 5 / seeds / cores). The last line
-is the paper's: it gives F9-F11 for the 1600-unit model only, so the 240-unit rows have none.
+the training time five seeds would take on the same cores (task-seconds x 5 / seeds / cores). The line
+"paper's schedule" is the same pair on the paper's whole schedule (`--epochs paper`: stage 1 until 100 epochs
+pass without improvement, stage 2 until the objectives meet, within presets/paper.yaml's caps). The last
+line holds the published values: the paper gives F9-F11 for the 1600-unit model only, so the 240-unit rows
+have none.
 """
 
 

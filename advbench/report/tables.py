@@ -496,6 +496,7 @@ LEADERBOARD_CAPTION = (
     "its 95% interval over seeds and the test set's sampling error)."
 )
 BUDGETS_CAPTION = (
-    "What an epoch budget buys: the 240-unit pair on the paper's recipe with stage 1 capped at each budget "
-    "(%, mean over the seeds; wall and training seconds on the machine that ran it; last line: the paper)."
+    "What an epoch budget buys: the 240-unit pair on the paper's recipe with stage 1 capped at each budget, "
+    "or on the paper's whole schedule (%, mean over the seeds; wall and training seconds on the machine that "
+    "ran it; last line: the published values)."
 )

@@ -11,19 +11,24 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from advbench.bench.budgets import Budget, run_budgets, write_outputs
+from advbench.bench.budgets import PAPER, Budget, paper_caps, parse_budget, run_budgets, write_outputs
+from advbench.config.loading import load_config
 from advbench.report.budgets import ROWS, read_table
 from advbench.report.tables import make_report
 
 pytestmark = pytest.mark.e2e
 
 TINY = ("presets/smoke.yaml", "presets/chaos.yaml")  # the chaos preset's data, models and stage 2
+PATIENCE = 2  # the paper's schedule on the tiny data: stage 1 ends by patience in a few epochs, not its cap
 
 
 @pytest.fixture(scope="module")
 def budgets(tmp_path_factory: pytest.TempPathFactory, mnist_dir) -> tuple:
     root = tmp_path_factory.mktemp("budgets")
+    impatient = root / "impatient.yaml"
+    impatient.write_text(f"models:\n  maxout:\n    train: {{patience: {PATIENCE}}}\n")
     plan = [Budget(epochs, (0,), 2, TINY) for epochs in (1, 3)]
+    plan.append(Budget(PAPER, (0,), 2, (*TINY, str(impatient))))
     return root, plan, run_budgets(REPO, root, plan)
 
 
@@ -34,13 +39,44 @@ def _read(workdir, pattern: str) -> pd.DataFrame:
 
 def test_each_budget_is_a_workflow_run_with_its_cap(budgets):
     root, plan, table = budgets
-    assert table["stage1_epochs"].tolist() == [1, 3, "paper"]
-    for budget, row in zip(plan, table.iloc[:-1].to_dict("records"), strict=True):
+    assert table["stage1_epochs"].tolist() == [1, 3, "paper's schedule", "published"]
+    for budget, row in zip(plan[:2], table.iloc[:2].to_dict("records"), strict=True):
         curves = _read(root / budget.name, "curves/*/model=maxout/regime=clean/curves.parquet")
         assert curves.loc[curves["stage"] == 1, "epoch"].max() == budget.epochs  # patience 100: the cap binds
         assert 1 <= row["best_epoch_clean"] <= budget.epochs
         assert row["snakemake_s"] > 0 and row["training_task_s"] > 0 and not row["resumed"]
         assert row["five_seeds_training_s"] == pytest.approx(5 * row["training_task_s"] / 2, abs=0.1)
+
+
+def test_the_paper_budget_runs_the_papers_schedule(budgets):
+    """Stage 1 goes on past every cap the other budgets set until patience runs out, within paper.yaml's
+    cap; stage 2 runs within paper.yaml's cap, not the headline's 3 epochs (the tiny presets' 1)."""
+    root, plan, table = budgets
+    caps = paper_caps(REPO)
+    headline = load_config(REPO / "presets/headline.yaml")["models"]["maxout"]["train"]
+    paper = load_config(REPO / "presets/paper.yaml")["models"]["maxout"]["train"]
+    assert caps["max_epochs"] == paper["max_epochs"] and caps["retrain_max_epochs"] > 3
+    assert plan[-1].overlay(REPO)["models"]["maxout"]["train"] == caps
+    assert headline["patience"] == paper["patience"]  # the schedule keeps the headline's: the paper's
+    for regime in ("clean", "adversarial"):
+        curves = _read(root / plan[-1].name, f"curves/*/model=maxout/regime={regime}/curves.parquet")
+        stage1 = curves.loc[curves["stage"] == 1]
+        best = int(stage1.loc[stage1["is_best"], "epoch"].max())
+        assert stage1["epoch"].max() == best + PATIENCE < caps["max_epochs"]
+        assert 1 <= (curves["stage"] == 2).sum() <= caps["retrain_max_epochs"]
+    row = table.iloc[2]
+    assert row["best_epoch_clean"] > 0 and row["snakemake_s"] > 0
+
+
+def test_an_epoch_budget_is_a_positive_number_or_paper():
+    assert parse_budget("25") == 25 and parse_budget("paper") == PAPER
+    for bad in ("0", "-3", "ten", "Paper"):
+        with pytest.raises(ValueError, match="neither a positive number of epochs nor 'paper'"):
+            parse_budget(bad)
+    refused = subprocess.run(
+        [sys.executable, "-m", "advbench.cli", "budgets", "--epochs", "ten"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "'ten' is neither a positive number" in refused.stderr
 
 
 def test_the_rows_are_the_runs_own_results(budgets):
@@ -71,7 +107,7 @@ def test_the_report_shows_the_table_and_refuses_a_wrong_file(budgets, tmp_path):
     results = sorted((root / plan[0].name / "results").rglob("*.parquet"))
     make_report(results, tmp_path / "tables", budgets=tmp_path / "budgets.csv")
     shown = pd.read_csv(tmp_path / "tables" / "epoch_budgets.csv")
-    assert list(ROWS.values()) <= list(shown.columns) and len(shown) == 3
+    assert list(ROWS.values()) <= list(shown.columns) and len(shown) == 4
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="wrong.csv has no columns"):
