@@ -49,8 +49,8 @@ def test_each_budget_is_a_workflow_run_with_its_cap(budgets):
 
 
 def test_the_paper_budget_runs_the_papers_schedule(budgets):
-    """Stage 1 goes on past every cap the other budgets set until patience runs out, within paper.yaml's
-    cap; stage 2 runs within paper.yaml's cap, not the headline's 3 epochs (the tiny presets' 1)."""
+    """paper.yaml's caps replace the headline's: stage 1 ends when patience runs out, not at a cap, and
+    stage 2 runs until the objectives meet within paper.yaml's cap, not the headline's 3 epochs."""
     root, plan, table = budgets
     caps = paper_caps(REPO)
     headline = load_config(REPO / "presets/headline.yaml")["models"]["maxout"]["train"]
