@@ -86,16 +86,16 @@ def parse_budget(text: str) -> int | str:
 def run_budget(repo: Path, root: Path, budget: Budget) -> dict:
     """Run (or read) one budget in ``root / budget.name``; return its record: the overlay, the wall time
     of the Snakemake invocation that finished it, and whether that invocation resumed an earlier one."""
-    workdir = root / budget.name
+    workdir, overlay = root / budget.name, budget.overlay(repo)
     record_path = workdir / RECORD
     if record_path.exists():
         record = json.loads(record_path.read_text())
-        if record["overlay"] == budget.overlay(repo) and record["presets"] == list(budget.presets):
+        if record["overlay"] == overlay and record["presets"] == list(budget.presets):
             log.info("%s: finished earlier (%.0f s), read from %s", budget.name, record["seconds"], workdir)
             return record
     resumed = (workdir / "results").exists()
     copy_workflow(repo, workdir)
-    (workdir / "budget.yaml").write_text(yaml.safe_dump(budget.overlay(repo), sort_keys=False))
+    (workdir / "budget.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     log.info("%s: %s in %s", budget.name, " ".join(budget.command()), workdir)
     start = time.perf_counter()
     with open(workdir / "snakemake.log", "ab") as out:
@@ -103,7 +103,7 @@ def run_budget(repo: Path, root: Path, budget: Budget) -> dict:
     seconds = time.perf_counter() - start
     if rc != 0:
         raise RuntimeError(f"{budget.name}: snakemake exited {rc}; see {workdir / 'snakemake.log'}")
-    record = {"overlay": budget.overlay(repo), "presets": list(budget.presets), "seconds": seconds}
+    record = {"overlay": overlay, "presets": list(budget.presets), "seconds": seconds}
     record["resumed"] = resumed
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     return record
