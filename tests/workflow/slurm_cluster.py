@@ -6,7 +6,9 @@ partitions ``cpu`` and ``gpu`` as the Slurm profile names them, one fake GPU so 
 accepted), starts the three daemons on free ports and waits until ``sinfo`` shows the node idle. No accounting
 daemon: job states come from ``squeue`` (``MinJobAge`` keeps finished jobs there for two hours, longer than
 the whole smoke preset takes through the profile). Processes are tracked by ``proctrack/linuxproc`` and tasks
-are not confined (no cgroups: they are not available in every container). ``AuthInfo``'s ``cred_expire=10``
+are not confined (no cgroups: they are not available in every container), so a job step's process that
+leaves its process tree is not ended with its job; ``stop()`` ends whatever still carries this cluster's
+``SLURM_CONF`` in its environment. ``AuthInfo``'s ``cred_expire=10``
 shortens the wait of a requeued job, which may start again only ``cred_expire`` + 1 seconds later (Slurm's
 default: 120 s). ``SlurmCluster.stop()`` cancels what is left and stops the daemons.
 
@@ -25,8 +27,11 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 PACKAGES = ("slurm-wlm", "munge")
@@ -112,6 +117,36 @@ class SlurmCluster:
                 time.sleep(0.2)
             if _alive(pid):
                 os.kill(pid, 9)
+        end_processes(with_env("SLURM_CONF", str(self.conf)))
+
+
+def with_env(name: str, value: str) -> list[psutil.Process]:
+    """This machine's processes whose environment sets ``name`` to ``value``, this one excluded."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(name) == value:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def end_processes(procs: Iterable[psutil.Process], grace: float = 10) -> None:
+    """SIGTERM each process, then SIGKILL those still alive after ``grace`` seconds."""
+    procs = list(procs)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(alive, timeout=grace)
 
 
 def _alive(pid: int) -> bool:

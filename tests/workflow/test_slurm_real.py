@@ -448,3 +448,20 @@ def test_cluster_state_stays_in_its_folder(slurm):
         value = re.search(rf"^{key}=(?:socket=)?(\S+)$", conf, flags=re.M).group(1)
         assert Path(value).is_relative_to(slurm.root), key
     assert re.match(r"slurm(-wlm)? \d+\.\d+", slurm.version), slurm.version
+
+
+def test_stop_ends_what_carries_the_clusters_conf(tmp_path):
+    """A process left with this cluster's SLURM_CONF (a job step outside its tree) is ended; others stay."""
+    conf = str(tmp_path / "slurm.conf")
+    stray = subprocess.Popen(["sleep", "300"], env=os.environ | {"SLURM_CONF": conf})
+    other = subprocess.Popen(["sleep", "300"], env=os.environ | {"SLURM_CONF": f"{conf}.other"})
+    try:
+        found = slurm_cluster.with_env("SLURM_CONF", conf)
+        assert [proc.pid for proc in found] == [stray.pid]
+        slurm_cluster.end_processes(found, grace=5)
+        assert not psutil.pid_exists(stray.pid)
+        assert other.poll() is None
+    finally:
+        for proc in (stray, other):
+            proc.kill()
+            proc.wait()
