@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from advbench.config.specs import Arch, ModelSpec, RegimeKind, RegimeSpec
-from advbench.models.architectures import Maxout, MaxoutMLP, ScaledDropout, build, cap_rows
+from advbench.models.architectures import Maxout, MaxoutMLP, ScaledDropout, build, cap_rows, scaled_dropout
 from advbench.training.loop import (
     NOISE_KINDS,
     SEED_STACK,
@@ -86,7 +86,7 @@ class StackedMaxout(nn.Module):
         h = x.flatten(2)
         for i, (keep, scale, pieces) in enumerate(self.layers):
             if self.training and (keep < 1.0 or scale != 1.0):
-                h = h * (torch.rand_like(h) < keep) * scale
+                h = scaled_dropout(h, keep, scale)
             weight, bias = self.stack[2 * i], self.stack[2 * i + 1]
             h = torch.baddbmm(bias[:, None, :], h, weight.transpose(1, 2))
             if pieces > 1:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from advbench.config.specs import model_spec
-from advbench.models.architectures import ScaledDropout, apply_max_col_norm, build, linear_layers
+from advbench.models.architectures import (
+    ScaledDropout,
+    apply_max_col_norm,
+    build,
+    linear_layers,
+    scaled_dropout,
+)
 
 
 def maxout(**kw):
@@ -52,6 +59,24 @@ def test_scaled_dropout_follows_pylearn2():
     scaled = ScaledDropout(0.5, 2.0).train()(x)
     assert set(scaled.unique().tolist()) <= {0.0, 2.0}
     assert torch.equal(ScaledDropout(0.5, 2.0).eval()(x), x)
+
+
+@pytest.mark.parametrize(("keep", "scale"), [(0.8, 1.0), (0.5, 2.0), (1.0, 1.25)])
+def test_scaled_dropout_is_the_formula_bit_for_bit(keep, scale):
+    """One multiply each way gives the values and input gradient of ``x * (u < keep) * scale``."""
+    x = torch.randn(64, 300, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    x.data[0, :10] = 0.0  # zeros keep the sign of zero as the formula does
+    grad = torch.randn(64, 300, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(3)
+    ours = scaled_dropout(x, keep, scale)
+    (ours_grad,) = torch.autograd.grad(ours, x, grad)
+    torch.manual_seed(3)
+    formula = x * (torch.rand_like(x) < keep) * scale
+    (formula_grad,) = torch.autograd.grad(formula, x, grad)
+    for a, b in ((ours, formula), (ours_grad, formula_grad)):
+        assert torch.equal(a, b) and torch.equal(a.signbit(), b.signbit())
+    dropped = (ours[1:] == 0).float().mean().item()  # row 0 holds the zeros set above
+    assert abs(dropped - (1 - keep)) < 0.01
 
 
 def test_softmax_regression_is_linear():
