@@ -7,10 +7,10 @@ accepted), starts the three daemons on free ports and waits until ``sinfo`` show
 daemon: job states come from ``squeue`` (``MinJobAge`` keeps finished jobs there for two hours, longer than
 the whole smoke preset takes through the profile). Processes are tracked by ``proctrack/linuxproc`` and tasks
 are not confined (no cgroups: they are not available in every container), so a job step's process that
-leaves its process tree is not ended with its job; ``stop()`` ends whatever still carries this cluster's
-``SLURM_CONF`` in its environment. ``AuthInfo``'s ``cred_expire=10``
-shortens the wait of a requeued job, which may start again only ``cred_expire`` + 1 seconds later (Slurm's
-default: 120 s). ``SlurmCluster.stop()`` cancels what is left and stops the daemons.
+leaves its process tree is not ended with its job. ``AuthInfo``'s ``cred_expire=10`` shortens the wait of a
+requeued job, which may start again only ``cred_expire`` + 1 seconds later (Slurm's default: 120 s).
+``SlurmCluster.stop()`` cancels what is left, stops the daemons and ends every process still carrying this
+cluster's ``SLURM_CONF`` in its environment.
 
 Clients find the cluster through ``SLURM_CONF`` (``SlurmCluster.env``). The Slurm executor plugin's job step
 (snakemake-executor-plugin-slurm-jobstep 0.6) drops every ``SLURM_*`` variable but a few before its inner
@@ -97,7 +97,8 @@ class SlurmCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        """Cancel every job, stop slurmd, slurmctld and munged, and wait for them to exit."""
+        """Cancel every job, stop slurmd, slurmctld and munged, wait for them to exit, then end what the
+        jobs left running (:func:`with_env`: their environment names this cluster's ``SLURM_CONF``)."""
         self.run("scancel", "--full", "--user", "root", check=False)
         deadline = time.monotonic() + 30  # let slurmd end the jobs' steps before it stops
         while time.monotonic() < deadline:
