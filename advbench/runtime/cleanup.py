@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from advbench.runtime.files import pid_alive
+
+if TYPE_CHECKING:
+    import psutil
 
 TEMP_PREFIX = "advray-"
 
@@ -40,17 +45,25 @@ def kill_processes_using(directory: Path) -> list[int]:
     drivers of a killed workflow run inherit ``RAY_DIR_ENV`` from it (set before its Ray starts) and hold no
     file there: the tag finds them. (Ray starts its agents with an environment of its own.)
     """
+    prefix = str(directory)
+    return kill_matching(
+        lambda proc: (
+            proc.environ().get(RAY_DIR_ENV) == prefix
+            or prefix in " ".join(proc.cmdline())
+            or any(f.path.startswith(prefix) for f in proc.open_files())
+        )
+    )
+
+
+def kill_matching(matches: Callable[[psutil.Process], bool]) -> list[int]:
+    """SIGKILL every process of this machine but this one for which ``matches`` holds, wait for them to exit,
+    and return their pids; processes that vanish or may not be read while being checked are skipped."""
     import psutil
 
-    prefix, victims = str(directory), []
-    for proc in psutil.process_iter(["cmdline"]):
+    victims = []
+    for proc in psutil.process_iter():
         try:
-            uses = (
-                proc.environ().get(RAY_DIR_ENV) == prefix
-                or prefix in " ".join(proc.info["cmdline"] or [])
-                or any(f.path.startswith(prefix) for f in proc.open_files())
-            )
-            if uses and proc.pid != os.getpid():
+            if proc.pid != os.getpid() and matches(proc):
                 proc.kill()
                 victims.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):

@@ -27,11 +27,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from advbench.runtime.cleanup import kill_matching
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 PACKAGES = ("slurm-wlm", "munge")
@@ -98,7 +97,7 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Cancel every job, stop slurmd, slurmctld and munged, wait for them to exit, then end what the
-        jobs left running (:func:`with_env`: their environment names this cluster's ``SLURM_CONF``)."""
+        jobs left running (:func:`kill_left_running`)."""
         self.run("scancel", "--full", "--user", "root", check=False)
         deadline = time.monotonic() + 30  # let slurmd end the jobs' steps before it stops
         while time.monotonic() < deadline:
@@ -118,36 +117,13 @@ class SlurmCluster:
                 time.sleep(0.2)
             if _alive(pid):
                 os.kill(pid, 9)
-        end_processes(with_env("SLURM_CONF", str(self.conf)))
+        kill_left_running(self.conf)
 
 
-def with_env(name: str, value: str) -> list[psutil.Process]:
-    """This machine's processes whose environment sets ``name`` to ``value``, this one excluded."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid != os.getpid() and proc.environ().get(name) == value:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def end_processes(procs: Iterable[psutil.Process], grace: float = 10) -> None:
-    """SIGTERM each process, then SIGKILL those still alive after ``grace`` seconds."""
-    procs = list(procs)
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            continue
-    psutil.wait_procs(alive, timeout=grace)
+def kill_left_running(conf: Path) -> list[int]:
+    """Kill the processes whose environment names ``conf`` as ``SLURM_CONF``: job steps of that cluster
+    that left their process tree; their pids."""
+    return kill_matching(lambda proc: proc.environ().get("SLURM_CONF") == str(conf))
 
 
 def _alive(pid: int) -> bool:

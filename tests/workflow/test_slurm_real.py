@@ -450,15 +450,14 @@ def test_cluster_state_stays_in_its_folder(slurm):
     assert re.match(r"slurm(-wlm)? \d+\.\d+", slurm.version), slurm.version
 
 
-def test_stop_ends_what_carries_the_clusters_conf(tmp_path):
-    """A process left with this cluster's SLURM_CONF (a job step outside its tree) is ended; others stay."""
-    conf = str(tmp_path / "slurm.conf")
-    stray = subprocess.Popen(["sleep", "300"], env=os.environ | {"SLURM_CONF": conf})
+def test_processes_left_with_the_clusters_conf_are_killed(tmp_path):
+    """What ``stop()`` ends last: a process with this cluster's SLURM_CONF (a job step outside its tree);
+    one with another cluster's stays."""
+    conf = tmp_path / "slurm.conf"
+    stray = subprocess.Popen(["sleep", "300"], env=os.environ | {"SLURM_CONF": str(conf)})
     other = subprocess.Popen(["sleep", "300"], env=os.environ | {"SLURM_CONF": f"{conf}.other"})
     try:
-        found = slurm_cluster.with_env("SLURM_CONF", conf)
-        assert [proc.pid for proc in found] == [stray.pid]
-        slurm_cluster.end_processes(found, grace=5)
+        assert slurm_cluster.kill_left_running(conf) == [stray.pid]
         assert not psutil.pid_exists(stray.pid)
         assert other.poll() is None
     finally:
