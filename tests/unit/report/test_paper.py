@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from advbench.report.paper import Figure, comparison, load_figures, note
 
@@ -16,6 +19,20 @@ def test_reference_data_covers_the_foundation_figures():
     assert all(f.direction["than"] in keys for f in figures if f.direction)
     by_key = {f.key: f for f in figures}
     assert by_key["F1.error"].paper == 0.999 and by_key["F10.adv_to_naive"].paper == 0.409
+
+
+def test_the_files_the_notes_name_exist():
+    """A note sends the reader to a preset or a doc (``presets/headline.yaml``, ``docs/budgets.md``): each
+    exists, so a renamed file cannot leave the table pointing nowhere."""
+    named = {
+        path
+        for figure in load_figures()
+        for path in re.findall(
+            r"\b(?:presets|docs)/[\w.-]+\.(?:yaml|md)", f"{figure.note} {figure.not_reproduced}"
+        )
+    }
+    assert {"presets/headline.yaml", "docs/budgets.md"} <= named
+    assert [path for path in sorted(named) if not (REPO / path).is_file()] == []
 
 
 def _attack(values: dict[tuple[str, int], float]) -> pd.DataFrame:
