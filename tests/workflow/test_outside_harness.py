@@ -1,7 +1,8 @@
 """The smoke run's checkpoints re-evaluated by a harness that shares no code with advbench: MNIST read from
 its idx files with numpy, each network rebuilt in plain torch from the safetensors tensors and the spec in
 their metadata (docs/results.md, "Reading a checkpoint without advbench"), and FGSM written out here. Its
-clean and FGSM mistakes equal the ones advbench's attack job reported for every seed."""
+clean, FGSM and transferred FGSM mistakes equal the ones advbench's attack and transfer jobs reported for
+every seed."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ pytestmark = pytest.mark.e2e
 
 EPS = 0.25
 CHECKPOINT = "results/models/dataset=mnist/model={model}/regime={regime}/seed={seed}.safetensors"
+ATTACKS = "results/metrics/attack/dataset=mnist/model={model}/regime={regime}/attacks.parquet"
+TRANSFER = (
+    "results/metrics/transfer/dataset=mnist/source=maxout-{source}/target=maxout-{target}/attacks.parquet"
+)
 RUNS = [("softmax", "clean"), ("maxout", "clean"), ("maxout", "adversarial")]
 
 
@@ -69,34 +74,57 @@ def mistakes(logits, x: torch.Tensor, y: torch.Tensor) -> tuple[int, float]:
     return int(wrong.sum()), float(p.max(dim=1).values[wrong].mean())
 
 
-def fgsm(logits, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """Goodfellow et al.'s x + eps sign(grad_x J(x, y)), J the cross-entropy, not clipped (the paper's)."""
+def fgsm(logits, x: torch.Tensor, y: torch.Tensor, eps: float, clip: bool) -> torch.Tensor:
+    """Goodfellow et al.'s x + eps sign(grad_x J(x, y)), J the cross-entropy; unclipped as in the paper, or
+    clipped to the images' [0, 1]."""
     x = x.clone().requires_grad_(True)
     torch.nn.functional.cross_entropy(logits(x), y, reduction="sum").backward()
-    return (x + eps * x.grad.sign()).detach()
+    adv = (x + eps * x.grad.sign()).detach()
+    return adv.clamp(0, 1) if clip else adv
 
 
-def reported(work: Path, model: str, regime: str, seed: int, eps: float) -> dict:
-    path = work / f"results/metrics/attack/dataset=mnist/model={model}/regime={regime}/attacks.parquet"
+def reported(path: Path, seed: int, eps: float, clip: bool) -> dict:
+    """advbench's row of an attack or transfer file for one seed and FGSM cell (true labels)."""
     rows = pq.read_table(path).to_pandas()
     keep = (
         (rows["seed"] == seed)
         & (rows["attack"] == "fgsm")
         & (rows["eps"] == eps)
-        & ~rows["clipped"]
+        & (rows["clipped"] == clip)
         & (rows["label_source"] == "true")
     )
     (row,) = rows[keep].to_dict("records")
     return row
 
 
+def assert_same(ours: tuple[int, float], theirs: dict, where: tuple) -> None:
+    assert ours[0] == theirs["n_wrong"], (where, ours, theirs)
+    assert ours[1] == pytest.approx(theirs["mean_conf_wrong"], rel=1e-5), where
+
+
 @pytest.mark.parametrize(("model", "regime"), RUNS, ids=["-".join(r) for r in RUNS])
 def test_an_outside_harness_counts_the_same_mistakes(smoke_run, mnist_dir, model, regime):
-    n = reported(smoke_run, model, regime, 0, 0.0)["n"]
-    x, y = mnist_test_set(mnist_dir, n)
+    """Each seed's clean error and its FGSM error at eps .25, unclipped and clipped (F1, F2, F6, F9)."""
+    path = smoke_run / ATTACKS.format(model=model, regime=regime)
+    x, y = mnist_test_set(mnist_dir, reported(path, 0, 0.0, False)["n"])
     for seed in (0, 1):
         logits = network(smoke_run / CHECKPOINT.format(model=model, regime=regime, seed=seed))
-        for eps, inputs in ((0.0, x), (EPS, fgsm(logits, x, y, EPS))):
-            ours, theirs = mistakes(logits, inputs, y), reported(smoke_run, model, regime, seed, eps)
-            assert ours[0] == theirs["n_wrong"], (seed, eps, ours, theirs)
-            assert ours[1] == pytest.approx(theirs["mean_conf_wrong"], rel=1e-5), (seed, eps)
+        assert_same(mistakes(logits, x, y), reported(path, seed, 0.0, False), (seed, "clean"))
+        for clip in (False, True):
+            adv = fgsm(logits, x, y, EPS, clip)
+            assert_same(mistakes(logits, adv, y), reported(path, seed, EPS, clip), (seed, clip))
+
+
+@pytest.mark.parametrize(("source", "target"), [("clean", "adversarial"), ("adversarial", "clean")])
+def test_an_outside_harness_counts_the_same_transferred_mistakes(smoke_run, mnist_dir, source, target):
+    """The FGSM examples of one 240-unit maxout (eps .25) on the other, seed for seed (F10's pairs)."""
+    path = smoke_run / TRANSFER.format(source=source, target=target)
+    x, y = mnist_test_set(mnist_dir, reported(path, 0, EPS, False)["n"])
+    for seed in (0, 1):
+        crafting, attacked = (
+            network(smoke_run / CHECKPOINT.format(model="maxout", regime=regime, seed=seed))
+            for regime in (source, target)
+        )
+        for clip in (False, True):
+            adv = fgsm(crafting, x, y, EPS, clip)
+            assert_same(mistakes(attacked, adv, y), reported(path, seed, EPS, clip), (seed, clip))
